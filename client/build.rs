@@ -1,0 +1,13 @@
+//! Generates the client side of the public Ledger and Admin APIs with a vendored protoc.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let protos = ["../proto/coinledger/v1/ledger.proto", "../proto/coinledger/v1/admin.proto"];
+    tonic_prost_build::configure()
+        .protoc_executable(protoc)
+        .build_server(false)
+        .compile_protos(&protos, &["../proto"])?;
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    Ok(())
+}
