@@ -2,10 +2,11 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let protos = ["../proto/coinledger/v1/ledger.proto", "../proto/coinledger/v1/admin.proto"];
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
     tonic_prost_build::configure()
-        .protoc_executable(protoc)
         .build_server(false)
-        .compile_protos(&protos, &["../proto"])?;
+        .compile_with_config(config, &protos, &["../proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -7,9 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../proto/coinledger/v1/admin.proto",
         "../proto/coinledger/v1/peer.proto",
     ];
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
     tonic_prost_build::configure()
-        .protoc_executable(protoc)
-        .compile_protos(&protos, &["../proto"])?;
+        .compile_with_config(config, &protos, &["../proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
