@@ -1,3 +1,13 @@
+//! coinledger node: a sharded, Raft-replicated virtual-currency ledger.
+//!
+//! Request path: gRPC (`api`) → `router` (shard = hash(routing key) mod S) → the shard's
+//! replica actor (`shard`) → raft-rs proposal → entries written to the `storage` engine and
+//! fsynced by the group-commit `syncer` → committed → applied by the pure `ledger` → answered.
+
+pub use coinledger_ledger as ledger;
+
+pub mod storage;
+
 pub mod proto {
     tonic::include_proto!("coinledger.v1");
     pub mod peer {
