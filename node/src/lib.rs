@@ -6,6 +6,8 @@
 
 pub use coinledger_ledger as ledger;
 
+pub mod keys;
+pub mod raftlog;
 pub mod storage;
 
 pub mod proto {

@@ -1,0 +1,9 @@
+//! Raft persistence for one shard replica: the log, hard state and conf state in the node's
+//! storage engine, behind raft-rs's `Storage` trait. Pure logic over the `Engine` trait: no
+//! actor types here.
+
+mod logger;
+mod storage;
+
+pub use logger::raft_logger;
+pub use storage::ShardStorage;
