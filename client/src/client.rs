@@ -1,0 +1,282 @@
+//! The connection pool and the one retry loop every call goes through.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Response, Status};
+
+use crate::config::{normalize_endpoint, ClientConfig, ENDPOINTS_MAX};
+use crate::error::ClientError;
+use crate::proto::ErrorCode;
+use crate::retry::{decide, outcome_unknown, Backoff, Step};
+
+/// Bound on attempts per call, on top of the deadline: with a zero backoff and nodes that
+/// refuse instantly, the deadline alone would allow a busy loop of thousands of attempts.
+pub const ATTEMPTS_MAX: u32 = 200;
+
+/// A handle to the cluster. Cheap to clone (one `Arc`); clones share the connections and the
+/// knowledge of which endpoint answered last, so share one per process.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    /// Configured endpoints first, then ones learnt from leader hints (at most ENDPOINTS_MAX).
+    /// A std lock: it is held for a lookup or a push, never across an await.
+    nodes: RwLock<Vec<Node>>,
+    /// Index in `nodes` of the last endpoint that answered: where the next call starts, so a
+    /// client that found the leader keeps talking to it.
+    preferred: AtomicUsize,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    uri: String,
+    channel: Channel,
+}
+
+impl Client {
+    /// Validates `config` and prepares one lazily connected channel per endpoint: nothing is
+    /// dialled until the first call, so a client can be built while nodes are still down.
+    ///
+    /// # Panics
+    /// If called outside a Tokio runtime (tonic spawns each channel's worker task).
+    pub fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        config.validate()?;
+        let mut nodes = Vec::with_capacity(config.endpoints.len());
+        for raw in &config.endpoints {
+            let uri = normalize_endpoint(raw)?;
+            if !nodes.iter().any(|n: &Node| n.uri == uri) {
+                nodes.push(new_node(uri, &config)?);
+            }
+        }
+        let inner = Inner {
+            config,
+            nodes: RwLock::new(nodes),
+            preferred: AtomicUsize::new(0),
+        };
+        Ok(Client {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The configuration the client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// The endpoints known now (configured ones, then learnt ones), normalized to URIs.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes().iter().map(|n| n.uri.clone()).collect()
+    }
+
+    /// A fresh random request id (24 chars of [A-Za-z0-9]). Choose it yourself when you need
+    /// to know it, e.g. to log it or retry the call later after a TIMEOUT.
+    pub fn new_request_id() -> String {
+        crate::request_id::new_request_id()
+    }
+
+    /// Sends `req` until a definite answer, following leader hints and rotating over the
+    /// endpoints with backoff (the table in `retry.rs`). Every attempt sends the same request,
+    /// so the same request id. Stops at the deadline with the last error, turned into TIMEOUT
+    /// if some attempt may have been applied.
+    pub(crate) async fn call<Req, Rep, F, Fut>(&self, req: Req, rpc: F) -> Result<Rep, ClientError>
+    where
+        Req: Clone,
+        F: Fn(Channel, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Rep>, Status>>,
+    {
+        let config = &self.inner.config;
+        let deadline = Instant::now() + ms(config.deadline_ms);
+        let mut backoff = Backoff::new(config.backoff_ms_initial, config.backoff_ms_max);
+        let mut index = self.inner.preferred.load(Ordering::Relaxed);
+        let mut unknown = false;
+        let mut followed_hint = false;
+        for _ in 0..ATTEMPTS_MAX {
+            let node = self.node(index);
+            let limit = deadline
+                .saturating_duration_since(Instant::now())
+                .min(ms(config.attempt_timeout_ms));
+            let mut request = tonic::Request::new(req.clone());
+            request.set_timeout(limit);
+            let err = match tokio::time::timeout(limit, rpc(node.channel.clone(), request)).await {
+                Ok(Ok(reply)) => {
+                    self.inner.preferred.store(index, Ordering::Relaxed);
+                    return Ok(reply.into_inner());
+                }
+                Ok(Err(status)) => {
+                    let err = ClientError::from_status(&status, Some(&node.uri));
+                    unknown |= outcome_unknown(&status, &err);
+                    err
+                }
+                Err(_elapsed) => {
+                    unknown = true;
+                    attempt_timeout(&node.uri, limit)
+                }
+            };
+            let pause = match decide(&err) {
+                Step::Stop => {
+                    self.inner.preferred.store(index, Ordering::Relaxed);
+                    return Err(err);
+                }
+                Step::Leader(hint) => match self.index_of_or_add(&hint) {
+                    // The first hint is followed at once; a chain of hints (stale leaders
+                    // pointing at each other during an election) backs off like any retry.
+                    Some(i) => {
+                        index = i;
+                        let pause = if followed_hint {
+                            backoff.next_pause()
+                        } else {
+                            Duration::ZERO
+                        };
+                        followed_hint = true;
+                        pause
+                    }
+                    None => {
+                        index = self.next_index(index);
+                        backoff.next_pause()
+                    }
+                },
+                Step::Rotate => {
+                    followed_hint = false;
+                    index = self.next_index(index);
+                    backoff.next_pause()
+                }
+            };
+            if Instant::now() + pause >= deadline {
+                return Err(final_error(err, unknown));
+            }
+            tokio::time::sleep(pause).await;
+        }
+        Err(final_error(
+            ClientError::local(
+                ErrorCode::Unavailable,
+                format!("no answer in {ATTEMPTS_MAX} attempts"),
+            ),
+            unknown,
+        ))
+    }
+
+    fn nodes(&self) -> std::sync::RwLockReadGuard<'_, Vec<Node>> {
+        self.inner
+            .nodes
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn node(&self, index: usize) -> Node {
+        let nodes = self.nodes();
+        nodes[index % nodes.len()].clone()
+    }
+
+    fn next_index(&self, index: usize) -> usize {
+        (index + 1) % self.nodes().len()
+    }
+
+    /// Index of the hinted endpoint, added if new. None if the hint is not a valid endpoint or
+    /// the bound is reached: the caller then rotates instead.
+    fn index_of_or_add(&self, hint: &str) -> Option<usize> {
+        let uri = normalize_endpoint(hint).ok()?;
+        if let Some(i) = self.nodes().iter().position(|n| n.uri == uri) {
+            return Some(i);
+        }
+        let mut nodes = self
+            .inner
+            .nodes
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(i) = nodes.iter().position(|n| n.uri == uri) {
+            return Some(i);
+        }
+        if nodes.len() >= ENDPOINTS_MAX {
+            return None;
+        }
+        nodes.push(new_node(uri, &self.inner.config).ok()?);
+        Some(nodes.len() - 1)
+    }
+}
+
+fn new_node(uri: String, config: &ClientConfig) -> Result<Node, ClientError> {
+    let endpoint = Endpoint::from_shared(uri.clone())
+        .map_err(|e| ClientError::local(ErrorCode::InvalidArgument, format!("{uri}: {e}")))?
+        .connect_timeout(ms(config.attempt_timeout_ms));
+    Ok(Node {
+        uri,
+        channel: endpoint.connect_lazy(),
+    })
+}
+
+fn attempt_timeout(uri: &str, limit: Duration) -> ClientError {
+    let mut err = ClientError::local(
+        ErrorCode::Timeout,
+        format!("no answer from {uri} within {} ms", limit.as_millis()),
+    );
+    err.endpoint = Some(uri.to_string());
+    err
+}
+
+/// The error a call ends with. If some attempt may have been applied and the last error is
+/// itself "try again", the caller must not conclude "not applied": say TIMEOUT.
+fn final_error(last: ClientError, unknown: bool) -> ClientError {
+    if !(unknown && last.is_retryable()) {
+        return last;
+    }
+    ClientError {
+        code: ErrorCode::Timeout,
+        code_name: ErrorCode::Timeout.as_str_name().to_string(),
+        message: format!("outcome unknown: retry with the same request id (last error: {last})"),
+        leader_hint: None,
+        grpc_code: Code::DeadlineExceeded,
+        endpoint: last.endpoint,
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_error_says_timeout_only_when_unknown_and_retryable() {
+        let unavailable = ClientError::local(ErrorCode::Unavailable, "electing");
+        assert_eq!(
+            final_error(unavailable.clone(), false).code,
+            ErrorCode::Unavailable
+        );
+        let e = final_error(unavailable, true);
+        assert_eq!(e.code, ErrorCode::Timeout);
+        assert!(
+            e.message
+                .starts_with("outcome unknown: retry with the same request id"),
+            "{e}"
+        );
+        let definite = ClientError::local(ErrorCode::InsufficientCoins, "poor");
+        assert_eq!(
+            final_error(definite, true).code,
+            ErrorCode::InsufficientCoins
+        );
+    }
+
+    #[tokio::test]
+    async fn learns_hinted_endpoints_once() {
+        let client = Client::connect(ClientConfig::from_endpoints("127.0.0.1:1").unwrap()).unwrap();
+        assert_eq!(client.index_of_or_add("127.0.0.1:1"), Some(0));
+        assert_eq!(client.index_of_or_add("10.0.0.2:7002"), Some(1));
+        assert_eq!(client.index_of_or_add("http://10.0.0.2:7002"), Some(1));
+        assert_eq!(client.index_of_or_add("not a uri"), None);
+        assert_eq!(
+            client.endpoints(),
+            vec!["http://127.0.0.1:1", "http://10.0.0.2:7002"]
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Client configuration: where the nodes are and how long to keep trying.
+
+use tonic::transport::Endpoint;
+
+use crate::error::ClientError;
+use crate::proto::ErrorCode;
+
+/// Bound on the endpoint list, given or learnt from leader hints: a cluster is a handful of
+/// nodes, so more than this means a hint loop or a misconfiguration.
+pub const ENDPOINTS_MAX: usize = 64;
+
+/// How the client reaches the cluster and how long it retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// gRPC endpoints of the nodes, "host:port" or "http://host:port". Any node will do: a node
+    /// that does not lead a shard answers NOT_LEADER with a hint and the client follows it.
+    pub endpoints: Vec<String>,
+    /// Limit for one attempt (and for opening its connection). After it the outcome is
+    /// unknown and the next endpoint is tried with the same request id.
+    pub attempt_timeout_ms: u64,
+    /// Limit for the whole call, retries included. A leader election takes a few hundred ms,
+    /// so the default leaves room for several.
+    pub deadline_ms: u64,
+    /// First pause between attempts; it doubles per retry (with jitter) up to `backoff_ms_max`.
+    pub backoff_ms_initial: u64,
+    /// Longest pause between attempts.
+    pub backoff_ms_max: u64,
+}
+
+impl Default for ClientConfig {
+    /// No endpoints (fill them in); the documented default timings.
+    fn default() -> Self {
+        ClientConfig {
+            endpoints: Vec::new(),
+            attempt_timeout_ms: 2_000,
+            deadline_ms: 15_000,
+            backoff_ms_initial: 20,
+            backoff_ms_max: 500,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Default timings with the endpoints of a comma-separated list such as
+    /// "127.0.0.1:7001,127.0.0.1:7002". Blanks around entries are ignored.
+    pub fn from_endpoints(list: &str) -> Result<ClientConfig, ClientError> {
+        let endpoints = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let config = ClientConfig {
+            endpoints,
+            ..ClientConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the list is non-empty, bounded and every entry is a valid URI, and that the
+    /// timings are usable (non-zero limits, initial backoff not above the maximum).
+    pub fn validate(&self) -> Result<(), ClientError> {
+        let invalid = |m: String| Err(ClientError::local(ErrorCode::InvalidArgument, m));
+        if self.endpoints.is_empty() {
+            return invalid("no endpoints given".into());
+        }
+        if self.endpoints.len() > ENDPOINTS_MAX {
+            return invalid(format!("more than {ENDPOINTS_MAX} endpoints"));
+        }
+        for e in &self.endpoints {
+            normalize_endpoint(e)?;
+        }
+        if self.attempt_timeout_ms == 0 || self.deadline_ms == 0 {
+            return invalid("attempt_timeout_ms and deadline_ms must be > 0".into());
+        }
+        if self.backoff_ms_initial > self.backoff_ms_max {
+            return invalid("backoff_ms_initial must be <= backoff_ms_max".into());
+        }
+        Ok(())
+    }
+}
+
+/// "host:port" → "http://host:port"; an URI with a scheme is kept. Errors on anything tonic
+/// cannot parse or that has no host, so a typo fails at startup rather than at the first call.
+pub fn normalize_endpoint(raw: &str) -> Result<String, ClientError> {
+    let raw = raw.trim();
+    let uri = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    };
+    let bad = || ClientError::local(ErrorCode::InvalidArgument, format!("bad endpoint {raw:?}"));
+    let endpoint = Endpoint::from_shared(uri.clone()).map_err(|_| bad())?;
+    match endpoint.uri().host() {
+        Some(h) if !h.is_empty() => Ok(uri.trim_end_matches('/').to_string()),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_comma_separated_list() {
+        let c = ClientConfig::from_endpoints(" 127.0.0.1:7001, http://n2:7002 ,,").unwrap();
+        assert_eq!(c.endpoints, vec!["127.0.0.1:7001", "http://n2:7002"]);
+        assert_eq!(c.attempt_timeout_ms, 2_000);
+        assert_eq!(c.deadline_ms, 15_000);
+        assert_eq!(c.backoff_ms_initial, 20);
+        assert_eq!(c.backoff_ms_max, 500);
+    }
+
+    #[test]
+    fn rejects_empty_and_bad() {
+        assert!(ClientConfig::from_endpoints("").is_err());
+        assert!(ClientConfig::from_endpoints(" , ").is_err());
+        let e = ClientConfig::from_endpoints("127.0.0.1:7001,not a uri").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("not a uri"), "{e}");
+        assert!(ClientConfig::from_endpoints("http://").is_err());
+    }
+
+    #[test]
+    fn rejects_bad_timings() {
+        let mut c = ClientConfig::from_endpoints("a:1").unwrap();
+        c.deadline_ms = 0;
+        assert!(c.validate().is_err());
+        let mut c = ClientConfig::from_endpoints("a:1").unwrap();
+        c.backoff_ms_initial = 1_000;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn normalizes() {
+        assert_eq!(normalize_endpoint("n1:7001").unwrap(), "http://n1:7001");
+        assert_eq!(
+            normalize_endpoint("http://n1:7001/").unwrap(),
+            "http://n1:7001"
+        );
+        assert_eq!(
+            normalize_endpoint("https://n1:7001").unwrap(),
+            "https://n1:7001"
+        );
+    }
+}

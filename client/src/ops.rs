@@ -1,0 +1,98 @@
+//! The typed calls: one method per RPC of ledger.proto and admin.proto, all through
+//! [`Client::call`](crate::Client) so every call gets the same retry behaviour.
+//!
+//! Mutating calls fill an empty `request_id` before the first attempt, so every retry carries
+//! the same id. To know the id (to log it, or to retry later after a TIMEOUT), set it yourself
+//! with [`Client::new_request_id`].
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::proto::admin_client::AdminClient;
+use crate::proto::ledger_client::LedgerClient;
+use crate::proto::*;
+use crate::request_id::WithRequestId;
+
+/// `mutating`: fills the request id first; `read`: sends the request as it is.
+macro_rules! rpc {
+    ($(#[$doc:meta])* $name:ident: $svc:ident::$method:ident($req:ty) -> $rep:ty, mutating) => {
+        $(#[$doc])*
+        pub async fn $name(&self, mut req: $req) -> Result<$rep, ClientError> {
+            req.fill_request_id();
+            self.call(req, |ch, r| async move { $svc::new(ch).$method(r).await }).await
+        }
+    };
+    ($(#[$doc:meta])* $name:ident: $svc:ident::$method:ident($req:ty) -> $rep:ty, read) => {
+        $(#[$doc])*
+        pub async fn $name(&self, req: $req) -> Result<$rep, ClientError> {
+            self.call(req, |ch, r| async move { $svc::new(ch).$method(r).await }).await
+        }
+    };
+}
+
+/// Ledger API.
+impl Client {
+    rpc!(
+        /// Credits coins for a real-money payment (at most once per payment reference).
+        purchase: LedgerClient::purchase(PurchaseRequest) -> PurchaseReply, mutating
+    );
+    rpc!(
+        /// Spends the sender's coins on a catalog gift; credits the creator's diamonds.
+        gift: LedgerClient::gift(GiftRequest) -> GiftReply, mutating
+    );
+    rpc!(
+        /// Holds diamonds for a payout; finish with `post_payout` or `void_payout`.
+        cash_out: LedgerClient::cash_out(CashOutRequest) -> CashOutReply, mutating
+    );
+    rpc!(
+        /// The payout provider paid: the held diamonds leave the ledger.
+        post_payout: LedgerClient::post_payout(PayoutRequest) -> PayoutReply, mutating
+    );
+    rpc!(
+        /// The payout failed: the held diamonds return to the creator.
+        void_payout: LedgerClient::void_payout(PayoutRequest) -> PayoutReply, mutating
+    );
+    rpc!(
+        /// Chargeback of a purchase: claws back what the wallet still holds.
+        refund: LedgerClient::refund(RefundRequest) -> RefundReply, mutating
+    );
+    rpc!(
+        /// An account's balances (linearizable).
+        balance: LedgerClient::balance(BalanceRequest) -> BalanceReply, read
+    );
+    rpc!(
+        /// One page of an account's statement, newest first.
+        history: LedgerClient::history(HistoryRequest) -> HistoryReply, read
+    );
+    rpc!(
+        /// The rate card in force (GetRates).
+        rates: LedgerClient::get_rates(GetRatesRequest) -> RateCard, read
+    );
+    rpc!(
+        /// The gift catalog in force (ListGifts).
+        gifts: LedgerClient::list_gifts(ListGiftsRequest) -> ListGiftsReply, read
+    );
+}
+
+/// Admin API.
+impl Client {
+    rpc!(
+        /// Publishes a rate card whose version is exactly the current one + 1.
+        set_rates: AdminClient::set_rates(SetRatesRequest) -> RateCard, mutating
+    );
+    rpc!(
+        /// Sets or clears an account's minor flag and daily purchase cap.
+        set_limit: AdminClient::set_limit(SetLimitRequest) -> BalanceReply, mutating
+    );
+    rpc!(
+        /// Freezes or unfreezes an account.
+        set_frozen: AdminClient::set_frozen(SetFrozenRequest) -> BalanceReply, mutating
+    );
+    rpc!(
+        /// Nodes, shards, leaders and raft progress as the answering node sees them.
+        status: AdminClient::status(StatusRequest) -> StatusReply, read
+    );
+    rpc!(
+        /// The conservation check over every shard.
+        audit: AdminClient::audit(AuditRequest) -> AuditReply, read
+    );
+}
