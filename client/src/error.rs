@@ -71,10 +71,15 @@ impl ClientError {
             };
         }
         let code = trailer_code(status).unwrap_or_else(|| code_from_grpc(status));
+        // A transport error ("tcp connect error") means little without the endpoint it hit.
+        let message = match &endpoint {
+            Some(e) if is_transport_error(status) => format!("{e}: {}", status.message()),
+            _ => status.message().to_string(),
+        };
         ClientError {
             code,
             code_name: code.as_str_name().to_string(),
-            message: status.message().to_string(),
+            message,
             leader_hint: None,
             grpc_code: status.code(),
             endpoint,
