@@ -6,9 +6,17 @@
 
 pub use coinledger_ledger as ledger;
 
+pub mod api;
+pub mod config;
+pub mod node;
+
+pub mod error;
 pub mod keys;
 pub mod raftlog;
+pub mod router;
+pub mod shard;
 pub mod storage;
+pub mod syncer;
 
 pub mod proto {
     tonic::include_proto!("coinledger.v1");

@@ -1,1 +1,32 @@
-fn main() {}
+//! `coinledger-node`: see `coinledger-node --help`.
+
+use clap::Parser;
+use coinledger_node::config::NodeConfig;
+
+fn main() {
+    let cfg = NodeConfig::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,raft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Fail-stop: a panic anywhere (a violated money-path assertion, a storage failure) ends
+    // the process instead of leaving a half-working replica answering clients.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("coinledger-grpc")
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = runtime.block_on(coinledger_node::node::run(cfg)) {
+        eprintln!("coinledger-node: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,163 @@
+//! The public Ledger service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+
+use super::{convert, deadline_of, unexpected, within};
+use crate::error::NodeError;
+use crate::ledger::{self, Command, ErrorCode, LedgerError, Outcome};
+use crate::proto::{self, ledger_server::Ledger};
+use crate::router::Router;
+use crate::shard::{ReadAnswer, ReadQuery};
+
+pub struct LedgerService {
+    router: Arc<Router>,
+    request_timeout: Duration,
+}
+
+impl LedgerService {
+    pub fn new(router: Arc<Router>, request_timeout: Duration) -> Self {
+        Self { router, request_timeout }
+    }
+
+    async fn execute<T>(&self, request: &Request<T>, cmd: Command) -> Result<Outcome, Status> {
+        within(deadline_of(request, self.request_timeout), self.router.execute(cmd)).await
+    }
+
+    async fn read_account_shard<T>(&self, request: &Request<T>, account: &str, query: ReadQuery) -> Result<ReadAnswer, Status> {
+        ledger::ids::check_account("account", account).map_err(NodeError::from)?;
+        let shard = self.router.shard_of_key(account);
+        within(deadline_of(request, self.request_timeout), self.router.read(shard, query)).await
+    }
+
+    /// Rates are replicated to every shard; shard 0 answers.
+    async fn rate_card<T>(&self, request: &Request<T>) -> Result<ledger::RateCard, Status> {
+        match within(deadline_of(request, self.request_timeout), self.router.read(0, ReadQuery::Rates)).await? {
+            ReadAnswer::Rates(card) => Ok(card),
+            other => Err(unexpected("rates read", other)),
+        }
+    }
+}
+
+fn account_not_found(account: &str) -> Status {
+    NodeError::Ledger(LedgerError::new(ErrorCode::AccountNotFound, format!("account {account} was never opened"))).into()
+}
+
+#[tonic::async_trait]
+impl Ledger for LedgerService {
+    async fn purchase(&self, request: Request<proto::PurchaseRequest>) -> Result<Response<proto::PurchaseReply>, Status> {
+        let cmd = convert::purchase(request.get_ref().clone()).map_err(NodeError::from)?;
+        match self.execute(&request, cmd).await? {
+            Outcome::Purchase(r) => Ok(Response::new(proto::PurchaseReply {
+                tx_id: r.tx_id,
+                coins_credited: r.coins_credited,
+                base_coins: r.base_coins,
+                bonus_coins: r.bonus_coins,
+                promotion_id: r.promotion_id,
+                coin_price: Some(convert::money_out(&r.coin_price)),
+                rate_version: r.rate_version,
+                coins_balance: r.coins_balance,
+                timestamp_ms: r.timestamp_ms,
+            })),
+            other => Err(unexpected("purchase", other)),
+        }
+    }
+
+    async fn gift(&self, request: Request<proto::GiftRequest>) -> Result<Response<proto::GiftReply>, Status> {
+        let cmd = convert::gift(request.get_ref().clone());
+        match self.execute(&request, cmd).await? {
+            Outcome::Gift(r) => Ok(Response::new(proto::GiftReply {
+                tx_id: r.tx_id,
+                coins_debited: r.coins_debited,
+                diamonds_credited: r.diamonds_credited,
+                platform_coins: r.platform_coins,
+                price_coins: r.price_coins,
+                quantity: r.quantity,
+                creator_share_bps: r.creator_share_bps,
+                rate_version: r.rate_version,
+                sender_coins_balance: r.sender_coins_balance,
+                timestamp_ms: r.timestamp_ms,
+            })),
+            other => Err(unexpected("gift", other)),
+        }
+    }
+
+    async fn cash_out(&self, request: Request<proto::CashOutRequest>) -> Result<Response<proto::CashOutReply>, Status> {
+        let cmd = convert::cash_out(request.get_ref().clone());
+        match self.execute(&request, cmd).await? {
+            Outcome::CashOut(p) => Ok(Response::new(convert::cash_out_out(&p))),
+            other => Err(unexpected("cash-out", other)),
+        }
+    }
+
+    async fn post_payout(&self, request: Request<proto::PayoutRequest>) -> Result<Response<proto::PayoutReply>, Status> {
+        let cmd = Command::PostPayout(convert::payout_cmd(request.get_ref().clone()));
+        self.payout(&request, cmd).await
+    }
+
+    async fn void_payout(&self, request: Request<proto::PayoutRequest>) -> Result<Response<proto::PayoutReply>, Status> {
+        let cmd = Command::VoidPayout(convert::payout_cmd(request.get_ref().clone()));
+        self.payout(&request, cmd).await
+    }
+
+    async fn refund(&self, request: Request<proto::RefundRequest>) -> Result<Response<proto::RefundReply>, Status> {
+        let cmd = convert::refund(request.get_ref().clone());
+        match self.execute(&request, cmd).await? {
+            Outcome::Refund(r) => Ok(Response::new(proto::RefundReply {
+                tx_id: r.tx_id,
+                account: r.account,
+                coins_purchased: r.coins_purchased,
+                coins_recovered: r.coins_recovered,
+                coins_unrecovered: r.coins_unrecovered,
+                account_frozen: r.account_frozen,
+                refunded: Some(convert::money_out(&r.refunded)),
+                timestamp_ms: r.timestamp_ms,
+            })),
+            other => Err(unexpected("refund", other)),
+        }
+    }
+
+    async fn balance(&self, request: Request<proto::BalanceRequest>) -> Result<Response<proto::BalanceReply>, Status> {
+        let account = request.get_ref().account.clone();
+        match self.read_account_shard(&request, &account, ReadQuery::Account(account.clone())).await? {
+            ReadAnswer::Account(Some(a)) => Ok(Response::new(convert::balance_out(&a))),
+            ReadAnswer::Account(None) => Err(account_not_found(&account)),
+            other => Err(unexpected("balance read", other)),
+        }
+    }
+
+    async fn history(&self, request: Request<proto::HistoryRequest>) -> Result<Response<proto::HistoryReply>, Status> {
+        let r = request.get_ref().clone();
+        let limit = convert::history_limit_in(r.limit).map_err(NodeError::from)?;
+        let cursor = convert::cursor_in(&r.cursor).map_err(NodeError::from)?;
+        let query = ReadQuery::History { account: r.account.clone(), limit, cursor };
+        match self.read_account_shard(&request, &r.account, query).await? {
+            ReadAnswer::History { entries, next_cursor } => Ok(Response::new(proto::HistoryReply {
+                entries: entries.iter().map(convert::history_entry_out).collect(),
+                next_cursor: next_cursor.map(|c| c.to_string()).unwrap_or_default(),
+            })),
+            other => Err(unexpected("history read", other)),
+        }
+    }
+
+    async fn get_rates(&self, request: Request<proto::GetRatesRequest>) -> Result<Response<proto::RateCard>, Status> {
+        Ok(Response::new(convert::rate_card_out(&self.rate_card(&request).await?)))
+    }
+
+    async fn list_gifts(&self, request: Request<proto::ListGiftsRequest>) -> Result<Response<proto::ListGiftsReply>, Status> {
+        let card = self.rate_card(&request).await?;
+        Ok(Response::new(proto::ListGiftsReply { gifts: convert::gifts_out(&card), rate_version: card.version }))
+    }
+}
+
+impl LedgerService {
+    async fn payout<T>(&self, request: &Request<T>, cmd: Command) -> Result<Response<proto::PayoutReply>, Status> {
+        match self.execute(request, cmd).await? {
+            Outcome::Payout(p) => Ok(Response::new(convert::payout_out(&p))),
+            other => Err(unexpected("payout", other)),
+        }
+    }
+}
+

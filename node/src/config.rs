@@ -1,0 +1,136 @@
+//! Command-line configuration of a node. With no arguments: a one-node cluster on
+//! 127.0.0.1:7001 with its data in ./data.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "coinledger-node",
+    version,
+    about = "coinledger node: a sharded, Raft-replicated ledger for coins, gifts, diamonds and cash-outs",
+    long_about = "Serves the coinledger Ledger and Admin gRPC APIs. Every command is committed through \
+                  the Raft group of its shard and fsynced before it is answered.\n\n\
+                  With no arguments it starts a one-node cluster on 127.0.0.1:7001 with its data in ./data."
+)]
+pub struct NodeConfig {
+    /// This node's id in the cluster (1..), as it appears in --peers.
+    #[arg(long, default_value_t = 1, env = "COINLEDGER_NODE_ID")]
+    pub id: u64,
+
+    /// Address the gRPC server listens on (host:port).
+    #[arg(long, default_value = "127.0.0.1:7001", env = "COINLEDGER_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Every node of the cluster as id=host:port, comma-separated, this one included
+    /// (e.g. 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003). Empty: a one-node cluster
+    /// of this node at --listen.
+    #[arg(long, default_value = "", env = "COINLEDGER_PEERS")]
+    pub peers: String,
+
+    /// Directory of this node's database (created if missing).
+    #[arg(long, default_value = "./data", env = "COINLEDGER_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Number of shards (Raft groups) wallets are hashed into. Fixed when the data directory
+    /// is first created; a node refuses to start with another value.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096), env = "COINLEDGER_SHARDS")]
+    pub shards: u32,
+
+    /// Raft tick interval in milliseconds.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub tick_ms: u64,
+
+    /// Election timeout in ticks (a follower campaigns after 1 to 2 times this without a leader).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=1000))]
+    pub election_ticks: u64,
+
+    /// Leader heartbeat interval in ticks (must be below --election-ticks).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub heartbeat_ticks: u64,
+
+    /// Longest time a request may take before it is answered TIMEOUT (outcome unknown).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub request_timeout_ms: u64,
+
+    /// Actor threads hosting the shard replicas.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub shard_threads: u64,
+
+    /// Interval of the safety-net sweep that re-drives pending cross-shard effects.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub effect_sweep_ms: u64,
+}
+
+impl NodeConfig {
+    /// The cluster's members: node id → gRPC address.
+    pub fn members(&self) -> Result<BTreeMap<u64, String>, String> {
+        let mut members = BTreeMap::new();
+        if self.peers.trim().is_empty() {
+            members.insert(self.id, self.listen.to_string());
+            return Ok(members);
+        }
+        for part in self.peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, addr) = part
+                .split_once('=')
+                .ok_or_else(|| format!("--peers entry {part:?} is not id=host:port"))?;
+            let id: u64 = id.trim().parse().map_err(|_| format!("--peers entry {part:?}: {id:?} is not a node id"))?;
+            if id == 0 {
+                return Err(format!("--peers entry {part:?}: node ids start at 1"));
+            }
+            let addr = addr.trim();
+            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return Err(format!("--peers entry {part:?}: {addr:?} is not host:port"));
+            }
+            if members.insert(id, addr.to_string()).is_some() {
+                return Err(format!("--peers names node {id} twice"));
+            }
+        }
+        if !members.contains_key(&self.id) {
+            return Err(format!("--peers does not include this node (--id {})", self.id));
+        }
+        Ok(members)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_ticks >= self.election_ticks {
+            return Err(format!(
+                "--heartbeat-ticks ({}) must be below --election-ticks ({})",
+                self.heartbeat_ticks, self.election_ticks
+            ));
+        }
+        self.members().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> NodeConfig {
+        NodeConfig::try_parse_from(std::iter::once("coinledger-node").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_a_one_node_cluster_on_7001() {
+        let c = parse(&[]);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7001");
+        assert_eq!(c.shards, 16);
+        assert_eq!(c.members().unwrap().into_iter().collect::<Vec<_>>(), vec![(1, "127.0.0.1:7001".to_string())]);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn peers_are_validated() {
+        let ok = parse(&["--id", "2", "--peers", "1=127.0.0.1:7001, 2=127.0.0.1:7002"]);
+        assert_eq!(ok.members().unwrap().len(), 2);
+        for bad in ["1=127.0.0.1:7001", "x=1:2", "2=nohost", "2=a:1,2=b:2", "0=a:1"] {
+            assert!(parse(&["--id", "2", "--peers", bad]).members().is_err(), "{bad}");
+        }
+        assert!(NodeConfig::try_parse_from(["n", "--shards", "0"]).is_err());
+        assert!(parse(&["--heartbeat-ticks", "10"]).validate().is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! Wires a node together: storage engine, group-commit syncer, one actix actor per shard
+//! replica (spread over `--shard-threads` arbiters), the router and the gRPC server.
+//!
+//! Threads: tonic serves gRPC on the tokio runtime that calls [`run`]; shard replicas (raft
+//! and apply) run on actix arbiters; fsync runs on the syncer's own thread. A gRPC handler only
+//! awaits a oneshot, so neither raft work nor fsync ever blocks the threads serving gRPC.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{admin::AdminService, ledger_service::LedgerService};
+use crate::config::NodeConfig;
+use crate::keys;
+use crate::ledger::Layout;
+use crate::proto::{admin_server::AdminServer, ledger_server::LedgerServer};
+use crate::router::{self, Router};
+use crate::shard::actor::ShardHooks;
+use crate::shard::replica::{RaftTiming, Replica, ReplicaConfig};
+use crate::shard::ShardActor;
+use crate::storage::{Engine, SharedEngine, SledEngine, WriteBatch};
+use crate::syncer::Syncer;
+
+/// What a data directory was created for; a node refuses to start on a directory made for
+/// another node id or shard count (that would silently re-hash every wallet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct NodeMeta {
+    node_id: u64,
+    shard_count: u32,
+}
+
+fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
+    let want = NodeMeta { node_id: cfg.id, shard_count: cfg.shards };
+    match engine.get(keys::NODE_META).map_err(|e| e.to_string())? {
+        Some(bytes) => {
+            let have: NodeMeta = postcard::from_bytes(&bytes).map_err(|e| format!("corrupt node metadata: {e}"))?;
+            if have != want {
+                return Err(format!(
+                    "data directory {} belongs to node {} with {} shards; refusing to start as node {} with {} shards",
+                    cfg.data_dir.display(), have.node_id, have.shard_count, want.node_id, want.shard_count
+                ));
+            }
+        }
+        None => {
+            let mut batch = WriteBatch::default();
+            batch.put(keys::NODE_META.to_vec(), postcard::to_stdvec(&want).expect("encode meta"));
+            engine.write(batch).map_err(|e| e.to_string())?;
+            engine.sync().map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// The node's answers to its replicas' outputs.
+struct NodeHooks {
+    router: OnceLock<Arc<Router>>,
+    runtime: tokio::runtime::Handle,
+    multi_node: bool,
+}
+
+impl ShardHooks for NodeHooks {
+    fn send_raft(&self, shard: u32, messages: Vec<raft::prelude::Message>) {
+        if self.multi_node {
+            tracing::warn!(shard, count = messages.len(), "no peer transport: raft messages dropped");
+        }
+    }
+
+    fn became_leader(&self, shard: u32) {
+        let Some(router) = self.router.get().cloned() else { return };
+        self.runtime.spawn(async move {
+            // The sweep reads through ReadIndex, which waits for this term's first commit.
+            match router.sweep_effects(shard).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(shard, effects = n, "re-drove pending cross-shard effects"),
+                Err(e) => tracing::warn!(shard, error = %e, "re-driving pending effects failed; the sweep retries"),
+            }
+        });
+    }
+}
+
+/// Starts the shard actors on their own actix system thread and returns their addresses.
+fn start_shards(replicas: Vec<Replica>, threads: usize, syncer: Syncer, hooks: Arc<dyn ShardHooks>, tick: Duration) -> Vec<Addr<ShardActor>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("coinledger-actors".into())
+        .spawn(move || {
+            let system = actix::System::new();
+            system.block_on(async move {
+                let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+                let addrs: Vec<Addr<ShardActor>> = replicas
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, replica)| {
+                        let (syncer, hooks) = (syncer.clone(), hooks.clone());
+                        ShardActor::start_in_arbiter(&arbiters[i % threads].handle(), move |_| {
+                            ShardActor::new(replica, syncer, hooks, tick)
+                        })
+                    })
+                    .collect();
+                tx.send(addrs).expect("hand shard addresses to the node");
+                // Arbiters live as long as the process.
+                std::mem::forget(arbiters);
+            });
+            system.run().expect("actix system");
+        })
+        .expect("spawn actor thread");
+    rx.recv().expect("shard actors started")
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub async fn run(cfg: NodeConfig) -> Result<(), String> {
+    cfg.validate()?;
+    let members = Arc::new(cfg.members()?);
+    if members.len() > 1 {
+        return Err(format!(
+            "--peers names {} nodes, but this build replicates shards on one node only; \
+             start each node without --peers (multi-node replication is the cluster milestone)",
+            members.len()
+        ));
+    }
+    let engine: SharedEngine = Arc::new(
+        SledEngine::open(&cfg.data_dir).map_err(|e| format!("cannot open {}: {e}", cfg.data_dir.display()))?,
+    );
+    check_meta(engine.as_ref(), &cfg)?;
+    let layout = Layout::new(cfg.shards);
+    let timing = RaftTiming {
+        tick_ms: cfg.tick_ms,
+        election_ticks: cfg.election_ticks as usize,
+        heartbeat_ticks: cfg.heartbeat_ticks as usize,
+    };
+    let voters: Vec<u64> = members.keys().copied().collect();
+    let mut replicas = Vec::with_capacity(cfg.shards as usize);
+    for shard in 0..cfg.shards {
+        let rc = ReplicaConfig {
+            shard,
+            node_id: cfg.id,
+            layout,
+            voters: voters.clone(),
+            addresses: members.clone(),
+            timing: timing.clone(),
+        };
+        replicas.push(Replica::open(rc, engine.clone()).map_err(|e| format!("shard {shard}: {e}"))?);
+    }
+    let (syncer, _sync_thread) = Syncer::start(engine.clone());
+    let hooks = Arc::new(NodeHooks {
+        router: OnceLock::new(),
+        runtime: tokio::runtime::Handle::current(),
+        multi_node: members.len() > 1,
+    });
+    let addrs = start_shards(replicas, cfg.shard_threads as usize, syncer, hooks.clone(), Duration::from_millis(cfg.tick_ms));
+    let router = Arc::new(Router::new(layout, addrs));
+    let _ = hooks.router.set(router.clone());
+    tokio::spawn(router::sweep_forever(router.clone(), Duration::from_millis(cfg.effect_sweep_ms)));
+
+    let timeout = Duration::from_millis(cfg.request_timeout_ms);
+    let ledger = LedgerService::new(router.clone(), timeout);
+    let admin = AdminService::new(router.clone(), timeout, cfg.id, members.clone());
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(node = cfg.id, address = %local, shards = cfg.shards, data_dir = %cfg.data_dir.display(), "coinledger node serving");
+    println!("coinledger-node {} serving on {local} ({} shards, data in {})", cfg.id, cfg.shards, cfg.data_dir.display());
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(LedgerServer::new(ledger))
+        .add_service(AdminServer::new(admin))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown_signal())
+        .await
+        .map_err(|e| format!("gRPC server: {e}"))?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+

@@ -1,0 +1,242 @@
+//! Routes commands and reads to shard replicas and drives cross-shard effects.
+//!
+//! A command goes to the shard of its routing key. If its home shard answers `Pending(effect)`
+//! (a gift to a creator in another shard, a purchase credited to an account in another shard,
+//! a refund's claw-back), the router proposes the effect to the target shard, where it is
+//! deduplicated by effect id, and then completes it on the home shard. The same function
+//! re-drives effects found pending in a shard's outbox when this node becomes its leader and
+//! on a periodic sweep, so an effect whose driver died (client timeout, node crash) finishes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::Addr;
+use tokio::sync::oneshot;
+
+use crate::error::{NodeError, NodeResult};
+use crate::ledger::{
+    self, Applied, Command, CompleteEffect, Effect, LedgerError, Layout, Outcome, Route,
+};
+use crate::shard::{ReadAnswer, ReadQuery, ShardActor, ShardMsg, ShardStatus};
+
+type EffectWaiters = Vec<oneshot::Sender<NodeResult<Outcome>>>;
+
+/// Most pending effects re-driven concurrently by one sweep of one shard.
+const SWEEP_BATCH: usize = 256;
+
+pub struct Router {
+    layout: Layout,
+    shards: Vec<Addr<ShardActor>>,
+    /// Effects being driven now, with the callers waiting for the same effect.
+    effects_in_flight: Mutex<HashMap<String, EffectWaiters>>,
+}
+
+impl Router {
+    pub fn new(layout: Layout, shards: Vec<Addr<ShardActor>>) -> Self {
+        assert_eq!(shards.len(), layout.shard_count as usize, "one actor per shard");
+        Self { layout, shards, effects_in_flight: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub fn shard_of_key(&self, key: &str) -> u32 {
+        self.layout.shard_of(key)
+    }
+
+    fn actor(&self, shard: u32) -> NodeResult<&Addr<ShardActor>> {
+        self.shards
+            .get(shard as usize)
+            .ok_or_else(|| NodeError::Internal(format!("shard {shard} is not hosted here")))
+    }
+
+    fn send(&self, shard: u32, msg: ShardMsg) -> NodeResult<()> {
+        self.actor(shard)?.try_send(msg).map_err(|e| match e {
+            actix::dev::SendError::Full(_) => {
+                NodeError::Unavailable(format!("shard {shard} queue is full"))
+            }
+            actix::dev::SendError::Closed(_) => {
+                NodeError::Internal(format!("shard {shard} has stopped"))
+            }
+        })
+    }
+
+    pub async fn propose(&self, shard: u32, cmd: Command) -> NodeResult<Applied> {
+        let (reply, rx) = oneshot::channel();
+        self.send(shard, ShardMsg::Propose { cmd, reply })?;
+        rx.await.map_err(|_| NodeError::Unavailable(format!("shard {shard} dropped the proposal")))?
+    }
+
+    pub async fn read(&self, shard: u32, query: ReadQuery) -> NodeResult<ReadAnswer> {
+        let (reply, rx) = oneshot::channel();
+        self.send(shard, ShardMsg::Read { query, reply })?;
+        rx.await.map_err(|_| NodeError::Unavailable(format!("shard {shard} dropped the read")))?
+    }
+
+    pub async fn status(&self, shard: u32) -> NodeResult<ShardStatus> {
+        let (reply, rx) = oneshot::channel();
+        self.send(shard, ShardMsg::Status { reply })?;
+        rx.await.map_err(|_| NodeError::Unavailable(format!("shard {shard} did not answer")))
+    }
+
+    /// Executes a client command to its final outcome.
+    pub async fn execute(&self, cmd: Command) -> NodeResult<Outcome> {
+        cmd.validate()?;
+        let shard = match cmd.route()? {
+            Route::AllShards => return self.execute_everywhere(cmd).await,
+            Route::Key(key) => self.layout.shard_of(&key),
+            Route::Shard(shard) if shard < self.layout.shard_count => shard,
+            Route::Shard(shard) => {
+                return Err(NodeError::Ledger(LedgerError::new(
+                    ledger::ErrorCode::UnknownPayout,
+                    format!("no shard {shard} in a cluster of {} shards", self.layout.shard_count),
+                )))
+            }
+        };
+        match self.propose(shard, cmd).await? {
+            Applied::Done(result) => Ok(result?),
+            Applied::Pending(effect) => self.drive_effect(effect).await,
+        }
+    }
+
+    /// Admin changes every shard must carry (the rate card). Shards apply it in order; a retry
+    /// with the same request id is answered from each shard's record.
+    async fn execute_everywhere(&self, cmd: Command) -> NodeResult<Outcome> {
+        let mut last = None;
+        for shard in 0..self.layout.shard_count {
+            match self.propose(shard, cmd.clone()).await? {
+                Applied::Done(result) => last = Some(result?),
+                Applied::Pending(_) => {
+                    return Err(NodeError::Internal("an all-shard command produced an effect".into()))
+                }
+            }
+        }
+        last.ok_or_else(|| NodeError::Internal("cluster has no shards".into()))
+    }
+
+    /// Drives an effect to completion; concurrent callers for the same effect share one drive.
+    pub async fn drive_effect(&self, effect: Effect) -> NodeResult<Outcome> {
+        let joined = {
+            let mut in_flight = self.effects_in_flight.lock().expect("effects lock");
+            match in_flight.get_mut(&effect.id) {
+                Some(waiters) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiters.push(tx);
+                    Some(rx)
+                }
+                None => {
+                    in_flight.insert(effect.id.clone(), Vec::new());
+                    None
+                }
+            }
+        };
+        if let Some(rx) = joined {
+            return rx.await.unwrap_or_else(|_| Err(NodeError::Unavailable("effect driver stopped".into())));
+        }
+        let result = self.drive_effect_once(&effect).await;
+        let waiters = self.effects_in_flight.lock().expect("effects lock").remove(&effect.id);
+        for waiter in waiters.unwrap_or_default() {
+            let _ = waiter.send(result.clone());
+        }
+        result
+    }
+
+    async fn drive_effect_once(&self, effect: &Effect) -> NodeResult<Outcome> {
+        let target = self.layout.shard_of(&effect.target_account);
+        let result = match self.propose(target, Command::ApplyEffect(effect.clone())).await? {
+            Applied::Done(Ok(Outcome::EffectApplied(result))) => result,
+            other => {
+                return Err(NodeError::Internal(format!(
+                    "effect {} on shard {target} answered {other:?}",
+                    effect.id
+                )))
+            }
+        };
+        let complete = CompleteEffect { effect_id: effect.id.clone(), home_shard: effect.home_shard, result };
+        match self.propose(effect.home_shard, Command::CompleteEffect(complete)).await? {
+            Applied::Done(result) => Ok(result?),
+            Applied::Pending(e) => {
+                Err(NodeError::Internal(format!("completing effect {} left it pending", e.id)))
+            }
+        }
+    }
+
+    /// Re-drives every effect pending in `shard`'s outbox (after a leader change, a crash, or a
+    /// client that gave up). Reads the outbox linearizably, so nothing committed is missed.
+    pub async fn sweep_effects(&self, shard: u32) -> NodeResult<usize> {
+        let effects = match self.read(shard, ReadQuery::PendingEffects).await? {
+            ReadAnswer::PendingEffects(effects) => effects,
+            other => return Err(NodeError::Internal(format!("pending effects read answered {other:?}"))),
+        };
+        let count = effects.len();
+        for chunk in effects.chunks(SWEEP_BATCH) {
+            let drives = chunk.iter().cloned().map(|effect| async move {
+                let id = effect.id.clone();
+                if let Err(e) = self.drive_effect(effect).await {
+                    tracing::warn!(shard, effect = %id, error = %e, "effect re-drive failed; will retry");
+                }
+            });
+            futures_join_all(drives).await;
+        }
+        Ok(count)
+    }
+
+    /// Conservation over every shard, reading each linearizably.
+    pub async fn audit(&self) -> NodeResult<ledger::GlobalAudit> {
+        let mut audits = Vec::with_capacity(self.layout.shard_count as usize);
+        for shard in 0..self.layout.shard_count {
+            match self.read(shard, ReadQuery::Audit).await? {
+                ReadAnswer::Audit(a) => audits.push(a),
+                other => return Err(NodeError::Internal(format!("audit read answered {other:?}"))),
+            }
+        }
+        // An effect pending at home may already be applied at its target; ask the target.
+        let mut applied = std::collections::HashSet::new();
+        for effect in audits.iter().flat_map(|a| a.pending_effects.iter()) {
+            let target = self.layout.shard_of(&effect.target_account);
+            if let ReadAnswer::EffectResult(Some(_)) =
+                self.read(target, ReadQuery::EffectResult(effect.id.clone())).await?
+            {
+                applied.insert(effect.id.clone());
+            }
+        }
+        Ok(ledger::audit::global_audit(&audits, &|e: &Effect| applied.contains(&e.id)))
+    }
+}
+
+/// Runs futures concurrently on the current task and waits for all (no extra crate needed).
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    std::future::poll_fn(|cx| {
+        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if set.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Periodic safety net: re-drives pending effects of the shards this node leads.
+pub async fn sweep_forever(router: Arc<Router>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    loop {
+        interval.tick().await;
+        for shard in 0..router.layout.shard_count {
+            match router.status(shard).await {
+                Ok(st) if st.role == "leader" => {
+                    if let Err(e) = router.sweep_effects(shard).await {
+                        tracing::debug!(shard, error = %e, "effect sweep skipped");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}

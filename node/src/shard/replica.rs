@@ -1,0 +1,466 @@
+//! A shard replica's logic: drives raft-rs, batches proposals, applies committed entries to
+//! the ledger, answers waiters and linearizable reads. No actor or network types: the actor
+//! calls in and carries the returned [`Output`] (fsync requests, raft messages) out.
+//!
+//! Ready handling follows raft-rs's asynchronous persistence contract:
+//! 1. messages of a leader's Ready go out at once (replication runs while we persist);
+//! 2. committed entries are applied (raft only hands out entries this replica persisted);
+//! 3. entries and hard state are written to the engine, then `advance_append_async`;
+//! 4. persisted messages (votes, append responses) wait until an fsync covering their Ready
+//!    completes: `on_persisted` then releases them in Ready order and calls
+//!    `on_persist_ready`, which lets raft count our own log as durable.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use raft::prelude::{ConfChangeV2, Entry, EntryType, Message as RaftMessage};
+use raft::{RawNode, StateRole};
+use protobuf::Message as _;
+
+use super::entry::{command_bytes, EntryBatch, MAX_ENTRY_BYTES, MAX_ENTRY_COMMANDS};
+use super::msg::{ProposeReply, ReadAnswer, ReadQuery, ReadReply, ShardStatus};
+use super::store::EngineStore;
+use crate::error::NodeError;
+use crate::keys;
+use crate::ledger::{self, Applied, Command, EntryContext, Layout};
+use crate::raftlog::{raft_logger, ShardStorage};
+use crate::storage::{SharedEngine, StorageError, WriteBatch};
+
+/// Raft timing, in ticks of `tick_ms`.
+#[derive(Debug, Clone)]
+pub struct RaftTiming {
+    pub tick_ms: u64,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+}
+
+#[derive(Clone)]
+pub struct ReplicaConfig {
+    pub shard: u32,
+    pub node_id: u64,
+    pub layout: Layout,
+    pub voters: Vec<u64>,
+    /// node id → gRPC address, for leader hints.
+    pub addresses: Arc<BTreeMap<u64, String>>,
+    pub timing: RaftTiming,
+}
+
+/// What the caller must do after a call into the replica.
+#[derive(Default)]
+pub struct Output {
+    /// Request a group-commit fsync, then call `on_persisted(number)`.
+    pub sync: Option<u64>,
+    /// Raft messages for peer replicas.
+    pub messages: Vec<RaftMessage>,
+    /// This replica just became the shard's leader.
+    pub became_leader: bool,
+}
+
+struct Proposal {
+    index: u64,
+    term: u64,
+    replies: Vec<ProposeReply>,
+}
+
+pub struct Replica {
+    cfg: ReplicaConfig,
+    engine: SharedEngine,
+    raw: RawNode<ShardStorage>,
+    applied_index: u64,
+    /// Commands waiting to be proposed as one entry.
+    batch: Vec<(Command, ProposeReply)>,
+    /// Proposed entries awaiting apply, ascending by index.
+    proposals: VecDeque<Proposal>,
+    /// Readies written but not yet fsynced: (number, persisted messages to release).
+    unsynced: VecDeque<(u64, Vec<RaftMessage>)>,
+    read_seq: u64,
+    /// ReadIndex requests sent, by context.
+    reads_pending: HashMap<u64, Vec<(ReadQuery, ReadReply)>>,
+    /// Confirmed reads waiting for apply to reach their index.
+    reads_ready: Vec<(u64, ReadQuery, ReadReply)>,
+    last_timestamp_ms: u64,
+    role: StateRole,
+    failed: Option<String>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn storage_fatal(shard: u32, e: StorageError) -> ! {
+    panic!("shard {shard}: storage failure: {e}")
+}
+
+impl Replica {
+    pub fn open(cfg: ReplicaConfig, engine: SharedEngine) -> Result<Self, StorageError> {
+        let storage = ShardStorage::open(engine.clone(), cfg.shard, &cfg.voters)?;
+        let applied_index = match engine.get(&keys::applied_index(cfg.shard))? {
+            Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| StorageError::Corrupt {
+                key: format!("applied index of shard {}", cfg.shard),
+                reason: format!("{} bytes", b.len()),
+            })?),
+            None => 0,
+        };
+        let raft_cfg = raft::Config {
+            id: cfg.node_id,
+            election_tick: cfg.timing.election_ticks,
+            heartbeat_tick: cfg.timing.heartbeat_ticks,
+            applied: applied_index,
+            max_size_per_msg: MAX_ENTRY_BYTES as u64,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: raft::ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        raft_cfg.validate().map_err(|e| StorageError::Engine(format!("raft config: {e}")))?;
+        let raw = RawNode::new(&raft_cfg, storage, &raft_logger(cfg.shard))
+            .map_err(|e| StorageError::Engine(format!("raft node: {e}")))?;
+        Ok(Self {
+            cfg,
+            engine,
+            raw,
+            applied_index,
+            batch: Vec::new(),
+            proposals: VecDeque::new(),
+            unsynced: VecDeque::new(),
+            read_seq: 0,
+            reads_pending: HashMap::new(),
+            reads_ready: Vec::new(),
+            last_timestamp_ms: 0,
+            role: StateRole::Follower,
+            failed: None,
+        })
+    }
+
+    pub fn shard(&self) -> u32 {
+        self.cfg.shard
+    }
+
+    fn leader_hint(&self) -> Option<String> {
+        let leader = self.raw.raft.leader_id;
+        (leader != raft::INVALID_ID).then(|| self.cfg.addresses.get(&leader).cloned()).flatten()
+    }
+
+    fn not_leader(&self) -> NodeError {
+        NodeError::NotLeader { shard: self.cfg.shard, leader_hint: self.leader_hint() }
+    }
+
+    /// Campaigns at once when this node is the shard's only voter (no election timeout wait).
+    pub fn campaign_if_alone(&mut self) {
+        if self.cfg.voters == [self.cfg.node_id] && self.raw.raft.state != StateRole::Leader {
+            let _ = self.raw.campaign();
+        }
+    }
+
+    pub fn propose(&mut self, cmd: Command, reply: ProposeReply) {
+        if let Some(reason) = &self.failed {
+            let _ = reply.send(Err(NodeError::Internal(reason.clone())));
+        } else if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+        } else {
+            self.batch.push((cmd, reply));
+        }
+    }
+
+    pub fn read(&mut self, query: ReadQuery, reply: ReadReply) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        self.read_seq += 1;
+        let ctx = self.read_seq;
+        self.reads_pending.entry(ctx).or_default().push((query, reply));
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+    }
+
+    pub fn step(&mut self, msg: RaftMessage) {
+        if let Err(e) = self.raw.step(msg) {
+            tracing::debug!(shard = self.cfg.shard, error = %e, "raft message dropped");
+        }
+    }
+
+    pub fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// The fsync covering Ready `number` and all earlier ones completed.
+    pub fn on_persisted(&mut self, number: u64, out: &mut Output) {
+        while let Some((n, _)) = self.unsynced.front() {
+            if *n > number {
+                break;
+            }
+            let (_, msgs) = self.unsynced.pop_front().unwrap();
+            out.messages.extend(msgs);
+        }
+        self.raw.on_persist_ready(number);
+    }
+
+    /// The disk failed under us: stop serving writes; every waiter gets an answer.
+    pub fn on_persist_failed(&mut self, error: String) {
+        tracing::error!(shard = self.cfg.shard, %error, "fsync failed, shard stops accepting writes");
+        self.failed = Some(error.clone());
+        self.fail_waiters(|| NodeError::Internal(format!("fsync failed: {error}")));
+    }
+
+    fn fail_waiters(&mut self, err: impl Fn() -> NodeError) {
+        for (_, reply) in self.batch.drain(..) {
+            let _ = reply.send(Err(err()));
+        }
+        for p in self.proposals.drain(..) {
+            for reply in p.replies {
+                let _ = reply.send(Err(err()));
+            }
+        }
+        for (_, reads) in self.reads_pending.drain() {
+            for (_, reply) in reads {
+                let _ = reply.send(Err(err()));
+            }
+        }
+        for (_, _, reply) in self.reads_ready.drain(..) {
+            let _ = reply.send(Err(err()));
+        }
+    }
+
+    /// Proposes the waiting batch (cut at the entry bounds) and handles raft's Ready.
+    pub fn process(&mut self, out: &mut Output) {
+        // While our own Ready awaits its fsync, commands keep batching: the next entry then
+        // carries everything that arrived during the fsync (the group grows with the load).
+        if self.unsynced.is_empty() && !self.batch.is_empty() {
+            self.propose_batch();
+        }
+        self.handle_ready(out);
+    }
+
+    fn propose_batch(&mut self) {
+        while !self.batch.is_empty() {
+            let mut bytes = 0;
+            let mut take = 0;
+            for (cmd, _) in &self.batch {
+                let size = command_bytes(cmd);
+                if take > 0 && (bytes + size > MAX_ENTRY_BYTES || take == MAX_ENTRY_COMMANDS) {
+                    break;
+                }
+                bytes += size;
+                take += 1;
+            }
+            let chunk: Vec<(Command, ProposeReply)> = self.batch.drain(..take).collect();
+            self.last_timestamp_ms = self.last_timestamp_ms.max(now_ms());
+            let (commands, replies): (Vec<_>, Vec<_>) = chunk.into_iter().unzip();
+            let data = EntryBatch { timestamp_ms: self.last_timestamp_ms, commands }.encode();
+            let before = self.raw.raft.raft_log.last_index();
+            match self.raw.propose(Vec::new(), data) {
+                Ok(()) => {
+                    let index = self.raw.raft.raft_log.last_index();
+                    assert_eq!(index, before + 1, "one proposal, one entry");
+                    let term = self.raw.raft.term;
+                    if let Some(last) = self.proposals.back() {
+                        assert!(index > last.index, "proposal indexes must increase");
+                    }
+                    self.proposals.push_back(Proposal { index, term, replies });
+                }
+                Err(e) => {
+                    let err = match e {
+                        raft::Error::ProposalDropped => self.not_leader(),
+                        other => NodeError::Unavailable(other.to_string()),
+                    };
+                    for reply in replies {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_ready(&mut self, out: &mut Output) {
+        if !self.raw.has_ready() {
+            return;
+        }
+        let mut rd = self.raw.ready();
+        out.messages.extend(rd.take_messages());
+
+        if let Some(ss) = rd.ss() {
+            self.on_role_change(ss.raft_state, out);
+        }
+        if !rd.snapshot().is_empty() {
+            // Snapshots are never produced while logs are not compacted (see ShardStorage).
+            panic!("shard {}: unexpected raft snapshot", self.cfg.shard);
+        }
+        for rs in rd.take_read_states() {
+            let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
+            for (query, reply) in self.reads_pending.remove(&ctx).unwrap_or_default() {
+                self.reads_ready.push((rs.index, query, reply));
+            }
+        }
+
+        let committed = rd.take_committed_entries();
+        self.apply_entries(committed);
+
+        let mut batch = WriteBatch::default();
+        self.raw.mut_store().append(rd.entries(), &mut batch);
+        if let Some(hs) = rd.hs() {
+            self.raw.mut_store().set_hard_state(hs, &mut batch);
+        }
+        if !batch.is_empty() {
+            self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
+        }
+        let persisted = rd.take_persisted_messages();
+        let number = rd.number();
+        // A Ready's persisted messages may rely on any earlier Ready being durable, so once
+        // one Ready waits for an fsync, every later one waits behind it.
+        if rd.must_sync() || !self.unsynced.is_empty() {
+            self.unsynced.push_back((number, persisted));
+            out.sync = Some(number);
+        } else {
+            out.messages.extend(persisted);
+        }
+        self.raw.advance_append_async(rd);
+        self.raw.advance_apply_to(self.applied_index);
+        self.serve_reads();
+    }
+
+    fn on_role_change(&mut self, role: StateRole, out: &mut Output) {
+        let was = self.role;
+        self.role = role;
+        if was == StateRole::Leader && role != StateRole::Leader {
+            // Entries we proposed may still commit under the next leader; their clients learn
+            // the outcome by retrying with the same request id.
+            tracing::info!(shard = self.cfg.shard, "lost leadership");
+            let hint = self.leader_hint();
+            let shard = self.cfg.shard;
+            self.fail_waiters(|| NodeError::NotLeader { shard, leader_hint: hint.clone() });
+        }
+        if role == StateRole::Leader && was != StateRole::Leader {
+            tracing::info!(shard = self.cfg.shard, term = self.raw.raft.term, "became leader");
+            out.became_leader = true;
+        }
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let shard = self.cfg.shard;
+        let mut store = EngineStore::new(self.engine.as_ref(), keys::ledger_prefix(shard));
+        let mut batch = WriteBatch::default();
+        let mut answers: Vec<(u64, u64, Vec<Applied>)> = Vec::new();
+        for entry in entries {
+            assert_eq!(entry.index, self.applied_index + 1, "shard {shard}: entries apply in order");
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
+                EntryType::EntryNormal => {
+                    let decoded = EntryBatch::decode(&entry.data)
+                        .unwrap_or_else(|e| panic!("shard {shard}: undecodable entry {}: {e}", entry.index));
+                    let results = decoded
+                        .commands
+                        .iter()
+                        .enumerate()
+                        .map(|(position, cmd)| {
+                            let ctx = EntryContext {
+                                shard,
+                                index: entry.index,
+                                position: position as u32,
+                                timestamp_ms: decoded.timestamp_ms,
+                            };
+                            ledger::apply(&mut store, &self.cfg.layout, &ctx, cmd)
+                        })
+                        .collect();
+                    answers.push((entry.index, entry.term, results));
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    let cc = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+                        ConfChangeV2::parse_from_bytes(&entry.data).expect("decode conf change v2")
+                    } else {
+                        raft::prelude::ConfChange::parse_from_bytes(&entry.data)
+                            .expect("decode conf change")
+                            .into_v2()
+                    };
+                    let cs = self.raw.apply_conf_change(&cc).expect("apply conf change");
+                    self.raw.mut_store().set_conf_state(&cs, &mut batch);
+                }
+            }
+            self.applied_index = entry.index;
+        }
+        store.drain_into(&mut batch);
+        batch.put(keys::applied_index(shard), self.applied_index.to_be_bytes().to_vec());
+        // State and applied index in one atomic write: a restart resumes exactly here.
+        self.engine.write(batch).unwrap_or_else(|e| storage_fatal(shard, e));
+        for (index, term, results) in answers {
+            self.answer(index, term, results);
+        }
+    }
+
+    /// Answers the waiters of the entry at `index`, if this replica proposed it in `term`.
+    fn answer(&mut self, index: u64, term: u64, results: Vec<Applied>) {
+        while let Some(front) = self.proposals.front() {
+            if front.index > index {
+                return;
+            }
+            let p = self.proposals.pop_front().unwrap();
+            if p.index == index && p.term == term {
+                assert_eq!(p.replies.len(), results.len(), "one result per proposed command");
+                for (reply, result) in p.replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+                return;
+            }
+            // Our entry at that index was replaced by another leader's: it never applied.
+            for reply in p.replies {
+                let _ = reply.send(Err(NodeError::Unavailable(
+                    "leadership changed before the command committed; retry with the same request id".into(),
+                )));
+            }
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        if self.reads_ready.is_empty() {
+            return;
+        }
+        let applied = self.applied_index;
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            self.reads_ready.drain(..).partition(|(index, _, _)| *index <= applied);
+        self.reads_ready = waiting;
+        for (_, query, reply) in ready {
+            let _ = reply.send(Ok(self.query(&query)));
+        }
+    }
+
+    /// Answers a query from the applied state (callers guarantee linearizability).
+    pub fn query(&self, query: &ReadQuery) -> ReadAnswer {
+        let store = EngineStore::new(self.engine.as_ref(), keys::ledger_prefix(self.cfg.shard));
+        match query {
+            ReadQuery::Account(id) => ReadAnswer::Account(ledger::read::account(&store, id)),
+            ReadQuery::History { account, limit, cursor } => {
+                let (entries, next_cursor) = ledger::read::history(&store, account, *limit, *cursor);
+                ReadAnswer::History { entries, next_cursor }
+            }
+            ReadQuery::Rates => ReadAnswer::Rates(ledger::read::rate_card(&store)),
+            ReadQuery::Payout(id) => ReadAnswer::Payout(ledger::read::payout(&store, id)),
+            ReadQuery::PendingEffects => ReadAnswer::PendingEffects(ledger::read::pending_effects(&store)),
+            ReadQuery::EffectResult(id) => ReadAnswer::EffectResult(ledger::read::effect_result(&store, id)),
+            ReadQuery::Audit => ReadAnswer::Audit(ledger::audit::shard_audit(&store, self.cfg.shard)),
+        }
+    }
+
+    pub fn status(&self) -> ShardStatus {
+        let st = self.raw.status();
+        ShardStatus {
+            shard: self.cfg.shard,
+            leader_id: self.raw.raft.leader_id,
+            term: st.hs.term,
+            commit_index: st.hs.commit,
+            applied_index: self.applied_index,
+            role: match st.ss.raft_state {
+                StateRole::Leader => "leader",
+                StateRole::Follower => "follower",
+                StateRole::Candidate => "candidate",
+                StateRole::PreCandidate => "pre-candidate",
+            }
+            .to_string(),
+            voters: self.raw.raft.prs().conf().voters().ids().iter().collect(),
+            pending_proposals: self.batch.len() + self.proposals.iter().map(|p| p.replies.len()).sum::<usize>(),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Group commit: one thread owns the fsync, and one fsync covers every shard's writes that
+//! were waiting when it started.
+//!
+//! A shard writes its Ready (entries, hard state) to the engine, which costs microseconds, and
+//! then asks the syncer to make it durable. While one fsync runs (milliseconds), requests from
+//! all shards pile up in the channel; the next round drains them all and syncs once. So the
+//! number of fsyncs per second is bounded by the disk, not by the number of shards or commands.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::storage::{SharedEngine, StorageError};
+
+/// Called once the writes made before the request are durable (or the sync failed).
+pub type SyncDone = Box<dyn FnOnce(Result<(), Arc<StorageError>>) + Send>;
+
+/// Outstanding requests the channel holds before `request` blocks. Each shard has at most a
+/// handful outstanding, so this bound is only reached if the disk has stopped.
+const QUEUE_CAPACITY: usize = 65_536;
+
+/// Requests served by one fsync at most, so a flood cannot starve the first waiters.
+const MAX_REQUESTS_PER_SYNC: usize = 16_384;
+
+#[derive(Clone)]
+pub struct Syncer {
+    tx: SyncSender<SyncDone>,
+}
+
+impl Syncer {
+    pub fn start(engine: SharedEngine) -> (Syncer, JoinHandle<()>) {
+        let (tx, rx) = sync_channel(QUEUE_CAPACITY);
+        let handle = std::thread::Builder::new()
+            .name("coinledger-sync".into())
+            .spawn(move || run(engine, rx))
+            .expect("spawn sync thread");
+        (Syncer { tx }, handle)
+    }
+
+    /// Asks for every write made so far to become durable; `done` runs on the sync thread.
+    pub fn request(&self, done: SyncDone) {
+        match self.tx.try_send(done) {
+            Ok(()) => {}
+            Err(TrySendError::Full(done)) => {
+                // Back-pressure: the disk is behind. Blocking the caller is the right answer.
+                if self.tx.send(done).is_err() {
+                    tracing::error!("sync thread has stopped");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => tracing::error!("sync thread has stopped"),
+        }
+    }
+}
+
+fn run(engine: SharedEngine, rx: Receiver<SyncDone>) {
+    let mut waiters: Vec<SyncDone> = Vec::new();
+    let mut rounds: u64 = 0;
+    while let Ok(first) = rx.recv() {
+        waiters.push(first);
+        while waiters.len() < MAX_REQUESTS_PER_SYNC {
+            match rx.try_recv() {
+                Ok(more) => waiters.push(more),
+                Err(_) => break,
+            }
+        }
+        let result = engine.sync().map_err(Arc::new);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "fsync failed: the node can no longer acknowledge writes");
+        }
+        rounds += 1;
+        tracing::trace!(round = rounds, waiters = waiters.len(), "group commit");
+        for done in waiters.drain(..) {
+            done(result.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc::channel;
+
+    use super::*;
+    use crate::storage::{Engine, MemEngine, WriteBatch};
+
+    #[test]
+    fn every_request_is_answered_after_its_writes_are_durable() {
+        let engine = Arc::new(MemEngine::new());
+        let (syncer, _thread) = Syncer::start(engine.clone());
+        let (tx, rx) = channel();
+        let answered = Arc::new(AtomicUsize::new(0));
+        for i in 0..100u32 {
+            let mut b = WriteBatch::default();
+            b.put(i.to_be_bytes().to_vec(), vec![1]);
+            engine.write(b).unwrap();
+            let (tx, engine, answered) = (tx.clone(), engine.clone(), answered.clone());
+            syncer.request(Box::new(move |r| {
+                r.unwrap();
+                // What a crash would keep now includes this request's write.
+                let durable = engine.durable_copy();
+                assert!(durable.get(&i.to_be_bytes()).unwrap().is_some());
+                answered.fetch_add(1, Ordering::SeqCst);
+                tx.send(()).unwrap();
+            }));
+        }
+        for _ in 0..100 {
+            rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        }
+        assert_eq!(answered.load(Ordering::SeqCst), 100);
+    }
+}
