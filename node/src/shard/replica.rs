@@ -369,14 +369,14 @@ impl Replica {
                     answers.push((entry.index, entry.term, results));
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    let cc = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
-                        ConfChangeV2::parse_from_bytes(&entry.data).expect("decode conf change v2")
+                    let cs = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+                        let cc = ConfChangeV2::parse_from_bytes(&entry.data).expect("decode conf change v2");
+                        self.raw.apply_conf_change(&cc)
                     } else {
-                        raft::prelude::ConfChange::parse_from_bytes(&entry.data)
-                            .expect("decode conf change")
-                            .into_v2()
-                    };
-                    let cs = self.raw.apply_conf_change(&cc).expect("apply conf change");
+                        let cc = raft::prelude::ConfChange::parse_from_bytes(&entry.data).expect("decode conf change");
+                        self.raw.apply_conf_change(&cc)
+                    }
+                    .expect("apply conf change");
                     self.raw.mut_store().set_conf_state(&cs, &mut batch);
                 }
             }
