@@ -1,0 +1,136 @@
+//! THE entry point: applies one committed command to a shard. Deterministic: the same commands
+//! in the same order give byte-identical stores and outcomes on every replica.
+
+use crate::book::{self, OutboxRecord, RequestRecord, RequestState};
+use crate::cmd::{admin, cashout, effect, gift, payout, purchase, refund, Command, Route, Step};
+use crate::context::EntryContext;
+use crate::error::{ErrorCode, LedgerError};
+use crate::keys;
+use crate::layout::Layout;
+use crate::model::{Applied, CompleteEffect, Outcome, PayoutState};
+use crate::overlay::Overlay;
+use crate::store::Store;
+
+/// Applies one command on shard `ctx.shard`.
+///
+/// * Checks the command again ([`Command::validate`]): a replica never trusts the proposer.
+///   An invalid or misrouted command changes nothing and is not remembered.
+/// * Client commands are idempotent by request id: the same id with the same body returns the
+///   first outcome (or `Pending` again) and changes nothing; with another body it is refused
+///   with REQUEST_ID_REUSED. Business errors are outcomes too and are remembered; transient ones
+///   (UNAVAILABLE) are not.
+/// * A command's writes are all-or-nothing: a refused command changes nothing but its request
+///   record.
+///
+/// # Panics
+/// When an invariant of the money path would break (holds above balance, an outbox record
+/// without its request): the shard must stop rather than commit a corrupt state.
+pub fn apply(store: &mut dyn Store, layout: &Layout, ctx: &EntryContext, cmd: &Command) -> Applied {
+    if let Err(invalid) = cmd.validate().and_then(|()| check_route(layout, ctx, cmd)) {
+        return Applied::Done(Err(invalid));
+    }
+    match cmd {
+        Command::ApplyEffect(effect) => Applied::Done(Ok(Outcome::EffectApplied(effect::apply_once(store, effect)))),
+        Command::CompleteEffect(completion) => complete_effect(store, completion),
+        _ => apply_client(store, layout, ctx, cmd),
+    }
+}
+
+fn check_route(layout: &Layout, ctx: &EntryContext, cmd: &Command) -> Result<(), LedgerError> {
+    let shard = match cmd.route()? {
+        Route::Key(key) => Some(layout.shard_of(&key)),
+        Route::Shard(shard) => Some(shard),
+        Route::AllShards => None,
+    };
+    if ctx.shard >= layout.shard_count || shard.is_some_and(|shard| shard != ctx.shard) {
+        let message = format!("command for shard {shard:?} reached shard {} of {}", ctx.shard, layout.shard_count);
+        return Err(LedgerError::new(ErrorCode::Internal, message));
+    }
+    Ok(())
+}
+
+fn apply_client(store: &mut dyn Store, layout: &Layout, ctx: &EntryContext, cmd: &Command) -> Applied {
+    let request_id = cmd.request_id().expect("client commands carry a request id");
+    let request_key = keys::request(request_id);
+    let body = book::encode(cmd);
+    if let Some(request) = book::get::<RequestRecord>(store, &request_key) {
+        return replay(store, request, &body, request_id);
+    }
+    let mut overlay = Overlay::new(store);
+    let step = match execute(&mut overlay, ctx, cmd) {
+        Ok(step) => step,
+        Err(refused) => {
+            drop(overlay);
+            if refused.code.is_recorded() {
+                book::put(store, &request_key, &RequestRecord { body, state: RequestState::Done(Err(refused.clone())) });
+            }
+            return Applied::Done(Err(refused));
+        }
+    };
+    let applied = match step {
+        Step::Done(outcome) => {
+            book::put(&mut overlay, &request_key, &RequestRecord { body, state: RequestState::Done(Ok(outcome.clone())) });
+            Applied::Done(Ok(outcome))
+        }
+        Step::Effect(record) => {
+            let effect = record.effect.clone();
+            book::put(&mut overlay, &request_key, &RequestRecord { body, state: RequestState::Pending(effect.id.clone()) });
+            book::put(&mut overlay, &keys::outbox_of(&effect.id), &record);
+            if layout.shard_of(&effect.target_account) == ctx.shard {
+                // Home is the target: do both halves now, in this one entry.
+                let result = effect::apply_once(&mut overlay, &effect);
+                let outcome = effect::complete(&mut overlay, &record, &result).expect("a local effect's result fits it");
+                Applied::Done(outcome)
+            } else {
+                Applied::Pending(effect)
+            }
+        }
+    };
+    overlay.commit();
+    applied
+}
+
+fn replay(store: &dyn Store, request: RequestRecord, body: &[u8], request_id: &str) -> Applied {
+    if request.body != body {
+        let message = format!("request id {request_id} was already used with a different request");
+        return Applied::Done(Err(LedgerError::new(ErrorCode::RequestIdReused, message)));
+    }
+    match request.state {
+        RequestState::Done(result) => Applied::Done(result),
+        RequestState::Pending(effect_id) => {
+            let record: OutboxRecord = book::get(store, &keys::outbox_of(&effect_id)).unwrap_or_else(|| panic!("request {request_id} waits for effect {effect_id}, which is not in the outbox"));
+            Applied::Pending(record.effect)
+        }
+    }
+}
+
+fn execute(store: &mut dyn Store, ctx: &EntryContext, cmd: &Command) -> Result<Step, LedgerError> {
+    match cmd {
+        Command::Purchase(c) => purchase::execute(store, ctx, c),
+        Command::Gift(c) => gift::execute(store, ctx, c),
+        Command::CashOut(c) => cashout::execute(store, ctx, c),
+        Command::PostPayout(c) => payout::settle(store, ctx, c, PayoutState::Posted),
+        Command::VoidPayout(c) => payout::settle(store, ctx, c, PayoutState::Voided),
+        Command::Refund(c) => refund::execute(store, ctx, c),
+        Command::SetRates(c) => admin::set_rates(store, ctx, c),
+        Command::SetLimit(c) => admin::set_limit(store, ctx, c),
+        Command::SetFrozen(c) => admin::set_frozen(store, ctx, c),
+        Command::ApplyEffect(_) | Command::CompleteEffect(_) => unreachable!("effects are not client commands"),
+    }
+}
+
+/// Finishes the command waiting for this effect. Unknown or already completed: nothing to do.
+fn complete_effect(store: &mut dyn Store, completion: &CompleteEffect) -> Applied {
+    let Some(record) = book::get::<OutboxRecord>(store, &keys::outbox_of(&completion.effect_id)) else {
+        return Applied::Done(Ok(Outcome::EffectCompleted));
+    };
+    assert_eq!(record.effect.id, completion.effect_id, "outbox key and effect id disagree");
+    let mut overlay = Overlay::new(store);
+    match effect::complete(&mut overlay, &record, &completion.result) {
+        Ok(outcome) => {
+            overlay.commit();
+            Applied::Done(outcome)
+        }
+        Err(mismatch) => Applied::Done(Err(mismatch)),
+    }
+}

@@ -1,0 +1,117 @@
+//! Typed records over the [`Store`]: postcard encoding, and the invariants every write asserts.
+//! Commands read and write through these functions only.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, LedgerError};
+use crate::keys;
+use crate::model::{Account, CommandResult, Effect, GiftReceipt, HistoryEntry, PaymentRecord, Payout, ShardTotals};
+use crate::rates::RateCard;
+use crate::store::Store;
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("ledger records always encode")
+}
+
+/// # Panics
+/// If the stored bytes are not a `T`: the store is corrupt and the shard must stop.
+pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> T {
+    postcard::from_bytes(bytes).unwrap_or_else(|e| panic!("corrupt record at key {:?}: {e}", String::from_utf8_lossy(key)))
+}
+
+pub(crate) fn get<T: DeserializeOwned>(store: &dyn Store, key: &[u8]) -> Option<T> {
+    store.get(key).map(|bytes| decode(key, &bytes))
+}
+
+pub(crate) fn put<T: Serialize>(store: &mut dyn Store, key: &[u8], value: &T) {
+    store.put(key, encode(value));
+}
+
+pub(crate) fn account(store: &dyn Store, id: &str) -> Option<Account> {
+    get(store, &keys::account(id))
+}
+
+/// The account, or ACCOUNT_NOT_FOUND.
+pub(crate) fn existing_account(store: &dyn Store, id: &str) -> Result<Account, LedgerError> {
+    account(store, id).ok_or_else(|| LedgerError::new(ErrorCode::AccountNotFound, format!("account {id} was never opened")))
+}
+
+/// Writes an account changed from `before` to `after`, with its history entry (seq, deltas and
+/// balances after are filled in here, so a statement always adds up).
+///
+/// # Panics
+/// If holds exceed the balance, or a delta does not fit an i64: the ledger would be corrupt.
+pub(crate) fn save_account(store: &mut dyn Store, before: &Account, after: &mut Account, mut entry: HistoryEntry) {
+    assert_eq!(before.id, after.id, "an account's id never changes");
+    assert!(after.diamonds_held <= after.diamonds, "account {}: held {} > diamonds {}", after.id, after.diamonds_held, after.diamonds);
+    let delta = |b: u64, a: u64| i64::try_from(i128::from(a) - i128::from(b)).expect("a single change fits an i64");
+    after.history_seq = before.history_seq.checked_add(1).expect("history seq overflow");
+    entry.seq = after.history_seq;
+    entry.coins_delta = delta(before.coins, after.coins);
+    entry.diamonds_delta = delta(before.diamonds, after.diamonds);
+    entry.diamonds_held_delta = delta(before.diamonds_held, after.diamonds_held);
+    entry.coins_after = after.coins;
+    entry.diamonds_after = after.diamonds;
+    entry.diamonds_held_after = after.diamonds_held;
+    put(store, &keys::history(&after.id, entry.seq), &entry);
+    put(store, &keys::account(&after.id), after);
+}
+
+pub(crate) fn totals(store: &dyn Store) -> ShardTotals {
+    get(store, keys::TOTALS).unwrap_or_default()
+}
+
+pub(crate) fn save_totals(store: &mut dyn Store, totals: &ShardTotals) {
+    put(store, keys::TOTALS, totals);
+}
+
+/// The newest stored rate card, or the default card (version 1) if none was ever set.
+pub(crate) fn rate_card(store: &dyn Store) -> RateCard {
+    match store.scan_rev(keys::RATE_PREFIX, None, 1).pop() {
+        Some((key, bytes)) => decode(&key, &bytes),
+        None => RateCard::default_card(),
+    }
+}
+
+pub(crate) fn payment(store: &dyn Store, payment_ref: &str) -> Option<PaymentRecord> {
+    get(store, &keys::payment(payment_ref))
+}
+
+pub(crate) fn payout(store: &dyn Store, payout_id: &str) -> Option<Payout> {
+    get(store, &keys::payout(payout_id))
+}
+
+/// What a request id is remembered with: the command's canonical bytes and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RequestRecord {
+    pub body: Vec<u8>,
+    pub state: RequestState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum RequestState {
+    Done(CommandResult),
+    /// Waiting for the CompleteEffect of this effect id.
+    Pending(String),
+}
+
+/// How the home shard finishes a command once its effect's result is back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Finish {
+    /// Mark the payment record credited or rejected; answer with the receipt or the rejection.
+    Purchase,
+    /// The receipt was known when the sender was debited.
+    Gift(GiftReceipt),
+    /// Answer with a refund receipt built from the claw-back's numbers.
+    Refund,
+}
+
+/// A pending cross-shard effect in its home shard's outbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OutboxRecord {
+    pub effect: Effect,
+    /// The client request waiting for this effect.
+    pub request_id: String,
+    pub finish: Finish,
+}

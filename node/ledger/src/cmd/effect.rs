@@ -1,0 +1,181 @@
+//! Cross-shard effects. `apply_once` runs on the TARGET shard (the account's), deduplicated by
+//! effect id with its result kept for ever; `complete` runs on the HOME shard with that result,
+//! finishes the originating command and removes the outbox record.
+
+use rust_decimal::Decimal;
+
+use crate::book::{self, Finish, OutboxRecord, RequestRecord, RequestState};
+use crate::context::DAY_MS;
+use crate::error::{err, ErrorCode, LedgerError};
+use crate::keys;
+use crate::model::{Account, CommandResult, Effect, EffectKind, EffectResult, EntryKind, HistoryEntry, Outcome, PaymentStatus, PurchaseReceipt, RefundReceipt};
+use crate::money::Money;
+use crate::overlay::Overlay;
+use crate::store::Store;
+
+/// Applies an effect to its target account once; a repeat returns the stored result.
+/// A rejected effect changes nothing but its stored result.
+pub(crate) fn apply_once(store: &mut dyn Store, effect: &Effect) -> EffectResult {
+    if let Some(result) = book::get(store, &keys::inbox(&effect.id)) {
+        return result;
+    }
+    let mut overlay = Overlay::new(store);
+    let result = match apply_kind(&mut overlay, effect) {
+        Ok(result) => {
+            overlay.commit();
+            result
+        }
+        Err(rejection) => EffectResult::Rejected(rejection),
+    };
+    book::put(store, &keys::inbox(&effect.id), &result);
+    result
+}
+
+fn apply_kind(store: &mut dyn Store, effect: &Effect) -> Result<EffectResult, LedgerError> {
+    let id = effect.target_account.as_str();
+    match &effect.kind {
+        EffectKind::CreditPurchase { .. } => credit_purchase(store, effect),
+        EffectKind::CreditGift { sender, diamonds, coins_debited, platform_coins, gift_id, quantity, message, stream_id, rate_version, timestamp_ms } => {
+            let before = book::account(store, id).unwrap_or_else(|| Account::open(id));
+            let mut after = before.clone();
+            // Never refused: diamonds credited never exceed coins ever issued, which fit a u64.
+            after.diamonds = before.diamonds.checked_add(*diamonds).expect("diamond balance overflow");
+            let mut totals = book::totals(store);
+            totals.diamonds_credited = totals.diamonds_credited.checked_add(*diamonds).expect("diamonds credited overflow");
+            book::save_totals(store, &totals);
+            let mut entry = HistoryEntry::new(EntryKind::GiftReceived, &effect.id, *timestamp_ms);
+            entry.counterparty = sender.clone();
+            entry.rate_version = *rate_version;
+            entry.gift_id = gift_id.clone();
+            entry.quantity = *quantity;
+            entry.message = message.clone();
+            entry.stream_id = stream_id.clone();
+            entry.base_coins = *coins_debited;
+            entry.platform_coins = *platform_coins;
+            book::save_account(store, &before, &mut after, entry);
+            Ok(EffectResult::GiftCredited { diamonds_balance: after.diamonds })
+        }
+        EffectKind::Clawback { payment_ref, coins, refunded, timestamp_ms } => {
+            let before = book::existing_account(store, id)?;
+            let mut after = before.clone();
+            let recovered = (*coins).min(before.coins);
+            let unrecovered = coins - recovered;
+            after.coins = before.coins - recovered;
+            if unrecovered > 0 {
+                after.frozen = true;
+            }
+            let mut totals = book::totals(store);
+            totals.coins_recovered = totals.coins_recovered.checked_add(recovered).expect("recovered <= issued");
+            book::save_totals(store, &totals);
+            let mut entry = HistoryEntry::new(EntryKind::Refund, &effect.id, *timestamp_ms);
+            entry.fiat = Some(refunded.clone());
+            entry.reference = payment_ref.clone();
+            book::save_account(store, &before, &mut after, entry);
+            Ok(EffectResult::ClawedBack { recovered, unrecovered, frozen: unrecovered > 0 })
+        }
+    }
+}
+
+fn credit_purchase(store: &mut dyn Store, effect: &Effect) -> Result<EffectResult, LedgerError> {
+    let EffectKind::CreditPurchase { payment_ref, base_coins, bonus_coins, paid, rate_version, timestamp_ms, .. } = &effect.kind else {
+        unreachable!("called for purchase credits only")
+    };
+    let id = effect.target_account.as_str();
+    let before = book::account(store, id).unwrap_or_else(|| Account::open(id));
+    if before.frozen {
+        return err(ErrorCode::AccountFrozen, format!("account {id} is frozen: it cannot buy coins"));
+    }
+    let mut after = before.clone();
+    if let Some(cap) = &before.daily_purchase_cap {
+        if paid.currency != cap.currency {
+            return err(ErrorCode::LimitExceeded, format!("account {id} has a daily cap in {0}: it can only buy in {0}, not {1}", cap.currency, paid.currency));
+        }
+        // A credit applied late (its day already past) still counts against the current day.
+        let day = timestamp_ms / DAY_MS;
+        let today = if day > before.purchased_day { Decimal::ZERO } else { before.purchased_today };
+        let total = today.checked_add(paid.amount).ok_or_else(|| LedgerError::new(ErrorCode::AmountTooLarge, "daily purchase total overflow"))?;
+        if total > cap.amount {
+            return err(
+                ErrorCode::LimitExceeded,
+                format!("account {id} may buy at most {cap} a day; it bought {today} {} today and this purchase is {paid}", cap.currency),
+            );
+        }
+        after.purchased_day = day.max(before.purchased_day);
+        after.purchased_today = total;
+    }
+    let coins = base_coins.checked_add(*bonus_coins).ok_or_else(|| LedgerError::new(ErrorCode::AmountTooLarge, "purchase coins overflow"))?;
+    after.coins = before.coins.checked_add(coins).ok_or_else(|| {
+        LedgerError::new(ErrorCode::AmountTooLarge, format!("account {id} has {} coins; {coins} more would overflow the balance", before.coins))
+    })?;
+    let mut totals = book::totals(store);
+    totals.coins_issued = totals.coins_issued.checked_add(coins).ok_or_else(|| LedgerError::new(ErrorCode::AmountTooLarge, "the shard's issued coins would overflow"))?;
+    book::save_totals(store, &totals);
+    let mut entry = HistoryEntry::new(EntryKind::Purchase, &effect.id, *timestamp_ms);
+    entry.fiat = Some(paid.clone());
+    entry.rate_version = *rate_version;
+    entry.base_coins = *base_coins;
+    entry.bonus_coins = *bonus_coins;
+    entry.reference = payment_ref.clone();
+    book::save_account(store, &before, &mut after, entry);
+    Ok(EffectResult::Credited { coins_balance: after.coins })
+}
+
+/// The home half of completion: the outbox record's command gets its final outcome, which is
+/// stored under its request id and returned. Err if the result does not fit the effect (a node
+/// bug): then nothing may be written.
+pub(crate) fn complete(store: &mut dyn Store, record: &OutboxRecord, result: &EffectResult) -> Result<CommandResult, LedgerError> {
+    let effect = &record.effect;
+    let mismatch = || LedgerError::new(ErrorCode::Internal, format!("effect {} cannot complete with {result:?}", effect.id));
+    let outcome = match (&record.finish, &effect.kind, result) {
+        (Finish::Purchase, EffectKind::CreditPurchase { payment_ref, base_coins, bonus_coins, promotion_id, coin_price, rate_version, timestamp_ms, .. }, _) => {
+            let mut payment = book::payment(store, payment_ref).unwrap_or_else(|| panic!("purchase {} lost its payment record", effect.id));
+            let (status, outcome) = match result {
+                EffectResult::Credited { coins_balance } => (
+                    PaymentStatus::Credited,
+                    Ok(Outcome::Purchase(PurchaseReceipt {
+                        tx_id: effect.id.clone(),
+                        account: effect.target_account.clone(),
+                        coins_credited: base_coins + bonus_coins,
+                        base_coins: *base_coins,
+                        bonus_coins: *bonus_coins,
+                        promotion_id: promotion_id.clone(),
+                        coin_price: coin_price.clone(),
+                        rate_version: *rate_version,
+                        coins_balance: *coins_balance,
+                        timestamp_ms: *timestamp_ms,
+                        payment_ref: payment_ref.clone(),
+                    })),
+                ),
+                EffectResult::Rejected(rejection) => (PaymentStatus::Rejected, Err(rejection.clone())),
+                _ => return Err(mismatch()),
+            };
+            payment.status = status;
+            book::put(store, &keys::payment(payment_ref), &payment);
+            outcome
+        }
+        (Finish::Gift(receipt), EffectKind::CreditGift { .. }, EffectResult::GiftCredited { .. }) => Ok(Outcome::Gift(receipt.clone())),
+        (Finish::Refund, EffectKind::Clawback { payment_ref, coins, refunded, timestamp_ms }, _) => match result {
+            EffectResult::ClawedBack { recovered, unrecovered, frozen } => Ok(Outcome::Refund(RefundReceipt {
+                tx_id: effect.id.clone(),
+                account: effect.target_account.clone(),
+                payment_ref: payment_ref.clone(),
+                coins_purchased: *coins,
+                coins_recovered: *recovered,
+                coins_unrecovered: *unrecovered,
+                account_frozen: *frozen,
+                refunded: Money::clone(refunded),
+                timestamp_ms: *timestamp_ms,
+            })),
+            EffectResult::Rejected(rejection) => Err(rejection.clone()),
+            _ => return Err(mismatch()),
+        },
+        _ => return Err(mismatch()),
+    };
+    store.delete(&keys::outbox_of(&effect.id));
+    let request_key = keys::request(&record.request_id);
+    let mut request: RequestRecord = book::get(store, &request_key).unwrap_or_else(|| panic!("effect {} has no request {}", effect.id, record.request_id));
+    assert_eq!(request.state, RequestState::Pending(effect.id.clone()), "request {} is not waiting for effect {}", record.request_id, effect.id);
+    request.state = RequestState::Done(outcome.clone());
+    book::put(store, &request_key, &request);
+    Ok(outcome)
+}

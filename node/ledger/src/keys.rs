@@ -1,0 +1,90 @@
+//! Key encoding of the shard-local store. Every key starts with a short ASCII table name and a
+//! `/`; ids never contain `/` (ids.rs), so `hist/alice/` can never match another account's keys.
+//! Numbers are fixed-width big-endian so that byte order is numeric order.
+//!
+//! | key                                   | value            | kept      |
+//! |---------------------------------------|------------------|-----------|
+//! | `acct/{account}`                      | Account          | for ever  |
+//! | `hist/{account}/{seq:be64}`           | HistoryEntry     | for ever  |
+//! | `rate/{version:be64}`                 | RateCard         | for ever  |
+//! | `pref/{payment_ref}`                  | PaymentRecord    | for ever  |
+//! | `pout/{payout_id}`                    | Payout           | for ever  |
+//! | `req/{request_id}`                    | RequestRecord    | for ever  |
+//! | `obx/{index:be64}{position:be32}`     | OutboxRecord     | until completed |
+//! | `ibx/{effect_id}`                     | EffectResult     | for ever  |
+//! | `totals`                              | ShardTotals      | for ever  |
+
+pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
+pub const RATE_PREFIX: &[u8] = b"rate/";
+pub const PAYOUT_PREFIX: &[u8] = b"pout/";
+pub const OUTBOX_PREFIX: &[u8] = b"obx/";
+pub const TOTALS: &[u8] = b"totals";
+
+fn key(prefix: &[u8], id: &str) -> Vec<u8> {
+    [prefix, id.as_bytes()].concat()
+}
+
+pub fn account(id: &str) -> Vec<u8> {
+    key(ACCOUNT_PREFIX, id)
+}
+
+pub fn history_prefix(account: &str) -> Vec<u8> {
+    [b"hist/", account.as_bytes(), b"/"].concat()
+}
+
+pub fn history(account: &str, seq: u64) -> Vec<u8> {
+    [history_prefix(account).as_slice(), &seq.to_be_bytes()].concat()
+}
+
+pub fn rate(version: u64) -> Vec<u8> {
+    [RATE_PREFIX, &version.to_be_bytes()].concat()
+}
+
+pub fn payment(payment_ref: &str) -> Vec<u8> {
+    key(b"pref/", payment_ref)
+}
+
+pub fn payout(payout_id: &str) -> Vec<u8> {
+    key(PAYOUT_PREFIX, payout_id)
+}
+
+pub fn request(request_id: &str) -> Vec<u8> {
+    key(b"req/", request_id)
+}
+
+/// Outbox keys sort by commit order, so pending effects are re-driven oldest first.
+pub fn outbox(index: u64, position: u32) -> Vec<u8> {
+    [OUTBOX_PREFIX, &index.to_be_bytes(), &position.to_be_bytes()].concat()
+}
+
+/// The outbox key of an effect, from its id `tx-{shard}-{index}-{position}`.
+///
+/// # Panics
+/// If the id is not a tx id (effect ids are validated before they reach the store).
+pub fn outbox_of(effect_id: &str) -> Vec<u8> {
+    let (_, index, position) = crate::ids::parse_tx_id(effect_id).expect("effect ids are tx ids");
+    outbox(index, position)
+}
+
+pub fn inbox(effect_id: &str) -> Vec<u8> {
+    key(b"ibx/", effect_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_parts_sort_numerically() {
+        assert!(history("a", 9) < history("a", 10));
+        assert!(history("a", 255) < history("a", 256));
+        assert!(outbox(9, 1) < outbox(10, 0));
+        assert!(rate(2) < rate(10));
+    }
+
+    #[test]
+    fn one_accounts_history_prefix_never_matches_another() {
+        assert!(!history("alice.x", 1).starts_with(&history_prefix("alice")));
+        assert!(history("alice", 1).starts_with(&history_prefix("alice")));
+    }
+}

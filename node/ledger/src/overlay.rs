@@ -1,0 +1,117 @@
+//! A write buffer over a [`Store`]: a command's writes become visible to its own reads at once
+//! and reach the store only on [`Overlay::commit`]. A refused command simply drops its overlay,
+//! so "a business error changes nothing" holds by construction, not by the order of checks.
+
+use std::collections::BTreeMap;
+
+use crate::store::Store;
+
+pub(crate) struct Overlay<'a> {
+    base: &'a mut dyn Store,
+    /// `None` marks a delete. A BTreeMap, so commit order is the key order on every replica.
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Overlay<'a> {
+    pub(crate) fn new(base: &'a mut dyn Store) -> Self {
+        Overlay { base, writes: BTreeMap::new() }
+    }
+
+    pub(crate) fn commit(self) {
+        for (key, value) in self.writes {
+            match value {
+                Some(value) => self.base.put(&key, value),
+                None => self.base.delete(&key),
+            }
+        }
+    }
+
+    /// Base entries merged with the buffered writes under `prefix`. `fetched` must hold at
+    /// least `limit + deletes under prefix` base entries (or all of them), in either order.
+    fn merge(&self, prefix: &[u8], fetched: Vec<(Vec<u8>, Vec<u8>)>, keep: impl Fn(&[u8]) -> bool) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = fetched.into_iter().collect();
+        for (key, value) in self.writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            match value {
+                Some(value) if keep(key) => {
+                    merged.insert(key.clone(), value.clone());
+                }
+                _ => {
+                    merged.remove(key);
+                }
+            }
+        }
+        merged
+    }
+
+    fn deletes_under(&self, prefix: &[u8]) -> usize {
+        self.writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).filter(|(_, v)| v.is_none()).count()
+    }
+}
+
+impl Store for Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.writes.get(key) {
+            Some(value) => value.clone(),
+            None => self.base.get(key),
+        }
+    }
+
+    fn put(&mut self, key: &[u8], value: Vec<u8>) {
+        self.writes.insert(key.to_vec(), Some(value));
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.writes.insert(key.to_vec(), None);
+    }
+
+    fn scan(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let fetched = self.base.scan(prefix, limit.saturating_add(self.deletes_under(prefix)));
+        self.merge(prefix, fetched, |_| true).into_iter().take(limit).collect()
+    }
+
+    fn scan_rev(&self, prefix: &[u8], before: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let fetched = self.base.scan_rev(prefix, before, limit.saturating_add(self.deletes_under(prefix)));
+        let below = |key: &[u8]| before.is_none_or(|before| key < before);
+        self.merge(prefix, fetched, below).into_iter().rev().take(limit).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{conformance, MemStore};
+
+    #[test]
+    fn overlay_passes_the_conformance_suite_and_commits_nothing_until_asked() {
+        let mut base = MemStore::new();
+        base.put(b"z/0", b"base".to_vec());
+        conformance(&mut Overlay::new(&mut base));
+        base.put(b"k/0", b"base".to_vec());
+        let mut overlay = Overlay::new(&mut base);
+        overlay.put(b"k/1", b"new".to_vec());
+        overlay.delete(b"k/0");
+        assert_eq!(overlay.scan(b"k/", 10), vec![(b"k/1".to_vec(), b"new".to_vec())]);
+        drop(overlay);
+        assert_eq!(base.get(b"k/1"), None);
+        let mut overlay = Overlay::new(&mut base);
+        overlay.put(b"k/1", b"new".to_vec());
+        overlay.commit();
+        assert_eq!(base.get(b"k/1"), Some(b"new".to_vec()));
+    }
+
+    #[test]
+    fn overlay_scans_merge_buffered_writes_and_deletes() {
+        let mut base = MemStore::new();
+        for i in 0..6u8 {
+            base.put(&[b'p', i], vec![i]);
+        }
+        let mut overlay = Overlay::new(&mut base);
+        overlay.delete(&[b'p', 0]);
+        overlay.delete(&[b'p', 1]);
+        overlay.put(&[b'p', 9], vec![9]);
+        let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| v.into_iter().map(|(k, _)| k[1]).collect::<Vec<_>>();
+        assert_eq!(keys(overlay.scan(b"p", 2)), vec![2, 3]);
+        assert_eq!(keys(overlay.scan_rev(b"p", None, 2)), vec![9, 5]);
+        assert_eq!(keys(overlay.scan_rev(b"p", Some(&[b'p', 4]), 5)), vec![3, 2]);
+    }
+}

@@ -1,0 +1,90 @@
+//! Queries of one shard's state. They never change the store.
+//!
+//! # Panics
+//! Every function panics if a stored record does not decode: the store is corrupt.
+
+use crate::book;
+use crate::keys;
+use crate::model::{Account, Effect, EffectResult, HistoryEntry, Payout};
+use crate::rates::RateCard;
+use crate::store::Store;
+
+/// Largest history page; `history` clamps `limit` into `1..=HISTORY_LIMIT_MAX`.
+pub const HISTORY_LIMIT_MAX: u32 = 500;
+/// The page size when the API got 0.
+pub const HISTORY_LIMIT_DEFAULT: u32 = 50;
+
+pub fn account(store: &dyn Store, id: &str) -> Option<Account> {
+    book::account(store, id)
+}
+
+/// The account's statement, newest first: entries with `seq < cursor` (all if None), at most
+/// `limit` (clamped to 1..=500). The second value is the cursor of the next (older) page.
+pub fn history(store: &dyn Store, account: &str, limit: u32, cursor: Option<u64>) -> (Vec<HistoryEntry>, Option<u64>) {
+    let limit = limit.clamp(1, HISTORY_LIMIT_MAX) as usize;
+    let before = cursor.map(|seq| keys::history(account, seq));
+    let entries: Vec<HistoryEntry> = store
+        .scan_rev(&keys::history_prefix(account), before.as_deref(), limit)
+        .into_iter()
+        .map(|(key, bytes)| book::decode(&key, &bytes))
+        .collect();
+    // Seqs are dense from 1, so an older page exists exactly when the oldest seq here is above 1.
+    let next = match entries.last() {
+        Some(oldest) if entries.len() == limit && oldest.seq > 1 => Some(oldest.seq),
+        _ => None,
+    };
+    (entries, next)
+}
+
+/// The rate card in force in this shard (the default card if none was ever set).
+pub fn rate_card(store: &dyn Store) -> RateCard {
+    book::rate_card(store)
+}
+
+/// A stored rate card version (the default card for version 1 if it was never replaced).
+pub fn rate_card_version(store: &dyn Store, version: u64) -> Option<RateCard> {
+    book::get(store, &keys::rate(version)).or_else(|| (version == 1).then(RateCard::default_card))
+}
+
+/// This shard's outbox: effects not yet completed, oldest first. A new leader re-drives them.
+pub fn pending_effects(store: &dyn Store) -> Vec<Effect> {
+    store
+        .scan(keys::OUTBOX_PREFIX, usize::MAX)
+        .into_iter()
+        .map(|(key, bytes)| book::decode::<book::OutboxRecord>(&key, &bytes).effect)
+        .collect()
+}
+
+/// The result of an effect already applied in this (target) shard.
+pub fn effect_result(store: &dyn Store, effect_id: &str) -> Option<EffectResult> {
+    book::get(store, &keys::inbox(effect_id))
+}
+
+pub fn payout(store: &dyn Store, id: &str) -> Option<Payout> {
+    book::payout(store, id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::World;
+
+    #[test]
+    fn history_pages_newest_first() {
+        let mut world = World::new(1);
+        for i in 0..5 {
+            world.purchase(&format!("b{i}"), "fan", "1", "USD", &format!("pay-{i}")).unwrap();
+        }
+        let store = &world.shards[0];
+        let (page, next) = history(store, "fan", 2, None);
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![5, 4]);
+        assert_eq!(page[0].coins_after, 500);
+        let (page, next) = history(store, "fan", 2, next);
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 2]);
+        let (page, next) = history(store, "fan", 2, next);
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(next, None);
+        assert_eq!(history(store, "nobody", 10, None), (vec![], None));
+        assert_eq!(history(store, "fan", 0, None).0.len(), 1, "limit is clamped to at least 1");
+    }
+}

@@ -1,0 +1,105 @@
+//! The shard-local key/value state the ledger reads and writes.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// Shard-local key/value state. The node implements it over its storage engine (there, keys get
+/// a shard prefix); [`MemStore`] implements it over a `BTreeMap` for tests.
+///
+/// The ledger never sees a storage failure: an implementation that cannot read or write must
+/// stop the shard (panic or fail-stop), never return a wrong answer.
+pub trait Store {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    fn put(&mut self, key: &[u8], value: Vec<u8>);
+    fn delete(&mut self, key: &[u8]);
+    /// Up to `limit` entries whose key starts with `prefix`, ascending by key.
+    fn scan(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// Up to `limit` entries whose key starts with `prefix` and is strictly below `before`
+    /// (if Some), descending by key.
+    fn scan_rev(&self, prefix: &[u8], before: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)>;
+}
+
+/// An in-memory store for tests; `Clone + PartialEq` so a test can prove "nothing changed".
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct MemStore {
+    pub map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.map.get(key).cloned()
+    }
+
+    fn put(&mut self, key: &[u8], value: Vec<u8>) {
+        self.map.insert(key.to_vec(), value);
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.map.remove(key);
+    }
+
+    fn scan(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.map
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    fn scan_rev(&self, prefix: &[u8], before: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let upper = match before {
+            Some(before) => Bound::Excluded(before),
+            None => Bound::Unbounded,
+        };
+        self.map
+            .range::<[u8], _>((Bound::Included(prefix), upper))
+            .rev()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+}
+
+/// Conformance checks every [`Store`] implementation must pass; the node can run them against
+/// its own store: `coinledger_ledger::store::conformance(&mut my_store)`.
+///
+/// # Panics
+/// On the first behaviour that differs from the contract.
+pub fn conformance(store: &mut dyn Store) {
+    for key in [&b"k/b"[..], b"k/a", b"k/c", b"j/z", b"l/a"] {
+        store.put(key, key.to_vec());
+    }
+    assert_eq!(store.get(b"k/a"), Some(b"k/a".to_vec()));
+    assert_eq!(store.get(b"k/x"), None);
+    let keys = |entries: Vec<(Vec<u8>, Vec<u8>)>| entries.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(keys(store.scan(b"k/", 10)), vec![b"k/a".to_vec(), b"k/b".to_vec(), b"k/c".to_vec()]);
+    assert_eq!(keys(store.scan(b"k/", 2)), vec![b"k/a".to_vec(), b"k/b".to_vec()]);
+    assert_eq!(keys(store.scan_rev(b"k/", None, 2)), vec![b"k/c".to_vec(), b"k/b".to_vec()]);
+    assert_eq!(keys(store.scan_rev(b"k/", Some(b"k/c"), 5)), vec![b"k/b".to_vec(), b"k/a".to_vec()]);
+    store.delete(b"k/b");
+    assert_eq!(store.get(b"k/b"), None);
+    assert_eq!(keys(store.scan(b"k/", 10)), vec![b"k/a".to_vec(), b"k/c".to_vec()]);
+    for key in [&b"k/a"[..], b"k/c", b"j/z", b"l/a"] {
+        store.delete(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memstore_passes_the_conformance_suite() {
+        let mut store = MemStore::new();
+        conformance(&mut store);
+        assert_eq!(store, MemStore::new());
+    }
+}
