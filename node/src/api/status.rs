@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn statuses_carry_code_detail_trailer_and_hint() {
-        let s: Status = NodeError::Ledger(LedgerError::new(ErrorCode::InsufficientCoins, "alice has 3 coins".into())).into();
+        let s: Status = NodeError::Ledger(LedgerError::new(ErrorCode::InsufficientCoins, "alice has 3 coins")).into();
         assert_eq!(s.code(), Code::FailedPrecondition);
         let d = proto::ErrorDetail::decode(s.details()).unwrap();
         assert_eq!(d.code, proto::ErrorCode::InsufficientCoins as i32);
