@@ -11,6 +11,7 @@ use crate::apply::apply;
 use crate::audit::{global_audit, shard_audit, GlobalAudit};
 use crate::cmd::{CashOut, Command, Gift, PayoutCmd, Purchase, Refund, Route, SetFrozen, SetLimit, SetRates};
 use crate::context::EntryContext;
+use crate::error::{ErrorCode, LedgerError};
 use crate::layout::Layout;
 use crate::model::{Account, Applied, CommandResult, CompleteEffect, Effect, EffectResult, HistoryEntry, Outcome};
 use crate::money::Money;
@@ -88,19 +89,18 @@ impl World {
         apply(&mut self.shards[shard as usize], &self.layout, &ctx, cmd)
     }
 
-    fn shards_of(&self, cmd: &Command) -> Vec<u32> {
-        match cmd.route().expect("commands in the simulation route") {
-            Route::Key(key) => vec![self.layout.shard_of(&key)],
-            Route::Shard(shard) => vec![shard],
-            Route::AllShards => (0..self.layout.shard_count).collect(),
-        }
-    }
-
     /// Routes and applies `cmd` (on every shard for SetRates: the last answer is returned);
-    /// a pending effect joins the queue.
+    /// a pending effect joins the queue. An unroutable command is refused like the node would.
     pub fn submit_only(&mut self, cmd: &Command) -> Applied {
+        let shards = match cmd.route() {
+            Ok(Route::Key(key)) => vec![self.layout.shard_of(&key)],
+            Ok(Route::Shard(shard)) if shard < self.layout.shard_count => vec![shard],
+            Ok(Route::Shard(shard)) => return Applied::Done(Err(LedgerError::new(ErrorCode::InvalidId, format!("there is no shard {shard}")))),
+            Ok(Route::AllShards) => (0..self.layout.shard_count).collect(),
+            Err(unroutable) => return Applied::Done(Err(unroutable)),
+        };
         let mut applied = None;
-        for shard in self.shards_of(cmd) {
+        for shard in shards {
             let answer = self.apply_on(shard, cmd);
             if let Applied::Pending(effect) = &answer {
                 self.effects.push(effect.clone());
