@@ -35,6 +35,10 @@ pub struct NodeConfig {
     #[arg(long, default_value = "./data", env = "COINLEDGER_DATA_DIR")]
     pub data_dir: PathBuf,
 
+    /// Replicas of each shard (Raft voters). Default: 3, or every node if fewer than 3.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=7), env = "COINLEDGER_REPLICATION")]
+    pub replication: Option<u64>,
+
     /// Number of shards (Raft groups) wallets are hashed into. Fixed when the data directory
     /// is first created; a node refuses to start with another value.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096), env = "COINLEDGER_SHARDS")]
@@ -66,6 +70,16 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The replication factor in force: --replication, or min(3, number of nodes).
+    pub fn replication(&self) -> Result<usize, String> {
+        let nodes = self.members()?.len();
+        let r = self.replication.map_or(nodes.min(3), |r| r as usize);
+        if r > nodes {
+            return Err(format!("--replication {r} is more than the {nodes} nodes of --peers"));
+        }
+        Ok(r)
+    }
+
     /// The cluster's members: node id → gRPC address.
     pub fn members(&self) -> Result<BTreeMap<u64, String>, String> {
         let mut members = BTreeMap::new();
@@ -102,7 +116,7 @@ impl NodeConfig {
                 self.heartbeat_ticks, self.election_ticks
             ));
         }
-        self.members().map(|_| ())
+        self.replication().map(|_| ())
     }
 }
 

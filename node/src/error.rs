@@ -4,14 +4,14 @@
 
 use crate::ledger::LedgerError;
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, thiserror::Error)]
 pub enum NodeError {
     /// A definite answer from the state machine (or stateless validation).
     #[error(transparent)]
     Ledger(#[from] LedgerError),
-    /// This node does not lead the shard; `leader_hint` is the leader's gRPC address if known.
+    /// This node does not lead the shard; the leader's id and gRPC address, if known.
     #[error("node does not lead shard {shard}")]
-    NotLeader { shard: u32, leader_hint: Option<String> },
+    NotLeader { shard: u32, leader_id: Option<u64>, leader_hint: Option<String> },
     /// Retry: an election is running, a queue is full, or leadership moved mid-flight.
     #[error("shard unavailable: {0}")]
     Unavailable(String),

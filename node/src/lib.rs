@@ -9,6 +9,7 @@ pub use coinledger_ledger as ledger;
 pub mod api;
 pub mod config;
 pub mod node;
+pub mod placement;
 
 pub mod error;
 pub mod keys;
@@ -17,6 +18,7 @@ pub mod router;
 pub mod shard;
 pub mod storage;
 pub mod syncer;
+pub mod transport;
 
 pub mod proto {
     tonic::include_proto!("coinledger.v1");

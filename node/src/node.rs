@@ -15,7 +15,12 @@ use crate::api::{admin::AdminService, ledger_service::LedgerService};
 use crate::config::NodeConfig;
 use crate::keys;
 use crate::ledger::Layout;
+use crate::placement::Placement;
+use crate::proto::peer::peer_server::PeerServer;
 use crate::proto::{admin_server::AdminServer, ledger_server::LedgerServer};
+use crate::transport::link::PEER_MESSAGE_BYTES_MAX;
+use crate::transport::service::PeerService;
+use crate::transport::{Peers, RaftLinks};
 use crate::router::{self, Router};
 use crate::shard::actor::ShardHooks;
 use crate::shard::replica::{RaftTiming, Replica, ReplicaConfig};
@@ -57,14 +62,12 @@ fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
 struct NodeHooks {
     router: OnceLock<Arc<Router>>,
     runtime: tokio::runtime::Handle,
-    multi_node: bool,
+    links: RaftLinks,
 }
 
 impl ShardHooks for NodeHooks {
     fn send_raft(&self, shard: u32, messages: Vec<raft::prelude::Message>) {
-        if self.multi_node {
-            tracing::warn!(shard, count = messages.len(), "no peer transport: raft messages dropped");
-        }
+        self.links.send(shard, messages);
     }
 
     fn became_leader(&self, shard: u32) {
@@ -81,7 +84,7 @@ impl ShardHooks for NodeHooks {
 }
 
 /// Starts the shard actors on their own actix system thread and returns their addresses.
-fn start_shards(replicas: Vec<Replica>, threads: usize, syncer: Syncer, hooks: Arc<dyn ShardHooks>, tick: Duration) -> Vec<Addr<ShardActor>> {
+fn start_shards(replicas: Vec<Replica>, threads: usize, syncer: Syncer, hooks: Arc<dyn ShardHooks>, tick: Duration) -> Vec<(u32, Addr<ShardActor>)> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("coinledger-actors".into())
@@ -89,14 +92,16 @@ fn start_shards(replicas: Vec<Replica>, threads: usize, syncer: Syncer, hooks: A
             let system = actix::System::new();
             system.block_on(async move {
                 let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
-                let addrs: Vec<Addr<ShardActor>> = replicas
+                let addrs: Vec<(u32, Addr<ShardActor>)> = replicas
                     .into_iter()
                     .enumerate()
                     .map(|(i, replica)| {
                         let (syncer, hooks) = (syncer.clone(), hooks.clone());
-                        ShardActor::start_in_arbiter(&arbiters[i % threads].handle(), move |_| {
+                        let shard = replica.shard();
+                        let addr = ShardActor::start_in_arbiter(&arbiters[i % threads].handle(), move |_| {
                             ShardActor::new(replica, syncer, hooks, tick)
-                        })
+                        });
+                        (shard, addr)
                     })
                     .collect();
                 tx.send(addrs).expect("hand shard addresses to the node");
@@ -113,13 +118,7 @@ fn start_shards(replicas: Vec<Replica>, threads: usize, syncer: Syncer, hooks: A
 pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     cfg.validate()?;
     let members = Arc::new(cfg.members()?);
-    if members.len() > 1 {
-        return Err(format!(
-            "--peers names {} nodes, but this build replicates shards on one node only; \
-             start each node without --peers (multi-node replication is the cluster milestone)",
-            members.len()
-        ));
-    }
+    let placement = Placement::new(&members, cfg.replication()?)?;
     let engine: SharedEngine = Arc::new(
         SledEngine::open(&cfg.data_dir).map_err(|e| format!("cannot open {}: {e}", cfg.data_dir.display()))?,
     );
@@ -130,14 +129,13 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         election_ticks: cfg.election_ticks as usize,
         heartbeat_ticks: cfg.heartbeat_ticks as usize,
     };
-    let voters: Vec<u64> = members.keys().copied().collect();
     let mut replicas = Vec::with_capacity(cfg.shards as usize);
-    for shard in 0..cfg.shards {
+    for shard in (0..cfg.shards).filter(|&s| placement.hosts(cfg.id, s)) {
         let rc = ReplicaConfig {
             shard,
             node_id: cfg.id,
             layout,
-            voters: voters.clone(),
+            voters: placement.replicas(shard),
             addresses: members.clone(),
             timing: timing.clone(),
         };
@@ -147,16 +145,22 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let hooks = Arc::new(NodeHooks {
         router: OnceLock::new(),
         runtime: tokio::runtime::Handle::current(),
-        multi_node: members.len() > 1,
+        links: RaftLinks::start(cfg.id, &members),
     });
-    let addrs = start_shards(replicas, cfg.shard_threads as usize, syncer, hooks.clone(), Duration::from_millis(cfg.tick_ms));
-    let router = Arc::new(Router::new(layout, addrs));
+    let hosted = start_shards(replicas, cfg.shard_threads as usize, syncer, hooks.clone(), Duration::from_millis(cfg.tick_ms));
+    let mut shards: Vec<Option<Addr<ShardActor>>> = vec![None; cfg.shards as usize];
+    for (shard, addr) in hosted {
+        shards[shard as usize] = Some(addr);
+    }
+    let peers = Peers::new(cfg.id, &members)?;
+    let router = Arc::new(Router::new(cfg.id, layout, placement, shards, peers));
     let _ = hooks.router.set(router.clone());
     tokio::spawn(router::sweep_forever(router.clone(), Duration::from_millis(cfg.effect_sweep_ms)));
 
     let timeout = Duration::from_millis(cfg.request_timeout_ms);
     let ledger = LedgerService::new(router.clone(), timeout);
     let admin = AdminService::new(router.clone(), timeout, cfg.id, members.clone());
+    let peer = PeerService::new(router.clone(), timeout);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -167,6 +171,11 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         .tcp_nodelay(true)
         .add_service(LedgerServer::new(ledger))
         .add_service(AdminServer::new(admin))
+        .add_service(
+            PeerServer::new(peer)
+                .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX),
+        )
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown_signal())
         .await
         .map_err(|e| format!("gRPC server: {e}"))?;

@@ -8,34 +8,51 @@
 //! on a periodic sweep, so an effect whose driver died (client timeout, node crash) finishes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::Addr;
+use raft::prelude::Message as RaftMessage;
 use tokio::sync::oneshot;
 
 use crate::error::{NodeError, NodeResult};
 use crate::ledger::{
     self, Applied, Command, CompleteEffect, Effect, LedgerError, Layout, Outcome, Route,
 };
+use crate::placement::Placement;
 use crate::shard::{ReadAnswer, ReadQuery, ShardActor, ShardMsg, ShardStatus};
+use crate::transport::{PeerReply, PeerRequest, Peers};
 
 type EffectWaiters = Vec<oneshot::Sender<NodeResult<Outcome>>>;
 
 /// Most pending effects re-driven concurrently by one sweep of one shard.
 const SWEEP_BATCH: usize = 256;
+/// Attempts to reach a shard's leader (following hints, waiting out elections) per call.
+const ROUTE_ATTEMPTS_MAX: u32 = 60;
+const ROUTE_BACKOFF_MS_MIN: u64 = 5;
+const ROUTE_BACKOFF_MS_MAX: u64 = 250;
+/// Deadline of one forwarded call; the caller's own deadline bounds the whole operation.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Router {
+    node_id: u64,
     layout: Layout,
-    shards: Vec<Addr<ShardActor>>,
+    placement: Placement,
+    /// This node's replica of each shard, if it hosts one.
+    shards: Vec<Option<Addr<ShardActor>>>,
+    peers: Peers,
+    /// Last known leader of each shard (a node id), refined by NOT_LEADER answers.
+    leaders: Vec<AtomicU64>,
     /// Effects being driven now, with the callers waiting for the same effect.
     effects_in_flight: Mutex<HashMap<String, EffectWaiters>>,
 }
 
 impl Router {
-    pub fn new(layout: Layout, shards: Vec<Addr<ShardActor>>) -> Self {
-        assert_eq!(shards.len(), layout.shard_count as usize, "one actor per shard");
-        Self { layout, shards, effects_in_flight: Mutex::new(HashMap::new()) }
+    pub fn new(node_id: u64, layout: Layout, placement: Placement, shards: Vec<Option<Addr<ShardActor>>>, peers: Peers) -> Self {
+        assert_eq!(shards.len(), layout.shard_count as usize, "one slot per shard");
+        let leaders = (0..layout.shard_count).map(|s| AtomicU64::new(placement.preferred_leader(s))).collect();
+        Self { node_id, layout, placement, shards, peers, leaders, effects_in_flight: Mutex::new(HashMap::new()) }
     }
 
     pub fn layout(&self) -> Layout {
@@ -46,10 +63,15 @@ impl Router {
         self.layout.shard_of(key)
     }
 
+    pub fn hosts(&self, shard: u32) -> bool {
+        self.shards.get(shard as usize).is_some_and(|s| s.is_some())
+    }
+
     fn actor(&self, shard: u32) -> NodeResult<&Addr<ShardActor>> {
         self.shards
             .get(shard as usize)
-            .ok_or_else(|| NodeError::Internal(format!("shard {shard} is not hosted here")))
+            .and_then(|s| s.as_ref())
+            .ok_or_else(|| NodeError::NotLeader { shard, leader_id: None, leader_hint: None })
     }
 
     fn send(&self, shard: u32, msg: ShardMsg) -> NodeResult<()> {
@@ -63,22 +85,92 @@ impl Router {
         })
     }
 
-    pub async fn propose(&self, shard: u32, cmd: Command) -> NodeResult<Applied> {
+    /// Hands a raft message from a peer to the local replica (dropped if it cannot take it).
+    pub fn step(&self, shard: u32, msg: RaftMessage) {
+        if let Some(Some(actor)) = self.shards.get(shard as usize) {
+            let _ = actor.try_send(ShardMsg::Raft(Box::new(msg)));
+        }
+    }
+
+    /// Proposes to this node's replica; NOT_LEADER if it does not lead the shard.
+    pub async fn propose_local(&self, shard: u32, cmd: Command) -> NodeResult<Applied> {
         let (reply, rx) = oneshot::channel();
         self.send(shard, ShardMsg::Propose { cmd, reply })?;
         rx.await.map_err(|_| NodeError::Unavailable(format!("shard {shard} dropped the proposal")))?
     }
 
-    pub async fn read(&self, shard: u32, query: ReadQuery) -> NodeResult<ReadAnswer> {
+    /// Reads from this node's replica (ReadIndex); NOT_LEADER if it does not lead the shard.
+    pub async fn read_local(&self, shard: u32, query: ReadQuery) -> NodeResult<ReadAnswer> {
         let (reply, rx) = oneshot::channel();
         self.send(shard, ShardMsg::Read { query, reply })?;
         rx.await.map_err(|_| NodeError::Unavailable(format!("shard {shard} dropped the read")))?
     }
 
+    /// The status of this node's replica of `shard`.
     pub async fn status(&self, shard: u32) -> NodeResult<ShardStatus> {
         let (reply, rx) = oneshot::channel();
         self.send(shard, ShardMsg::Status { reply })?;
         rx.await.map_err(|_| NodeError::Unavailable(format!("shard {shard} did not answer")))
+    }
+
+    /// Runs `request` on the shard's leader, wherever it is: locally, or forwarded one hop.
+    /// NOT_LEADER answers move the guess to the hinted leader (or the next replica while an
+    /// election runs); retrying is safe because every command is idempotent.
+    async fn on_leader(&self, request: PeerRequest) -> NodeResult<PeerReply> {
+        let shard = request.shard();
+        let slot = &self.leaders[shard as usize];
+        let mut backoff_ms = ROUTE_BACKOFF_MS_MIN;
+        let mut last_err = NodeError::Unavailable(format!("shard {shard} has no reachable leader"));
+        for _ in 0..ROUTE_ATTEMPTS_MAX {
+            let target = slot.load(Ordering::Relaxed);
+            let result = if target == self.node_id {
+                match &request {
+                    PeerRequest::Propose { cmd, .. } => self.propose_local(shard, cmd.clone()).await.map(PeerReply::Applied),
+                    PeerRequest::Read { query, .. } => self.read_local(shard, query.clone()).await.map(PeerReply::Read),
+                }
+            } else {
+                self.peers.forward(target, &request, FORWARD_TIMEOUT).await
+            };
+            let next = match &result {
+                Err(NodeError::NotLeader { leader_id: Some(leader), .. }) if *leader != target => Some(*leader),
+                Err(NodeError::NotLeader { .. }) | Err(NodeError::Unavailable(_)) => Some(self.next_replica(shard, target)),
+                _ => None,
+            };
+            match next {
+                None => return result,
+                Some(next) => {
+                    let hinted = matches!(&result, Err(NodeError::NotLeader { leader_id: Some(l), .. }) if *l == next);
+                    last_err = result.err().expect("only errors are retried");
+                    slot.store(next, Ordering::Relaxed);
+                    if !hinted {
+                        // No leader known: an election is running or a node is down.
+                        tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                        backoff_ms = (backoff_ms * 2).min(ROUTE_BACKOFF_MS_MAX);
+                    }
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    fn next_replica(&self, shard: u32, after: u64) -> u64 {
+        let replicas = self.placement.replicas(shard);
+        let pos = replicas.iter().position(|&n| n == after).map_or(0, |p| p + 1);
+        replicas[pos % replicas.len()]
+    }
+
+    pub async fn propose(&self, shard: u32, cmd: Command) -> NodeResult<Applied> {
+        match self.on_leader(PeerRequest::Propose { shard, cmd }).await? {
+            PeerReply::Applied(applied) => Ok(applied),
+            other => Err(NodeError::Internal(format!("proposal answered {other:?}"))),
+        }
+    }
+
+    pub async fn read(&self, shard: u32, query: ReadQuery) -> NodeResult<ReadAnswer> {
+        match self.on_leader(PeerRequest::Read { shard, query }).await? {
+            PeerReply::Read(answer) => Ok(answer),
+            other => Err(NodeError::Internal(format!("read answered {other:?}"))),
+        }
     }
 
     /// Executes a client command to its final outcome.
@@ -228,7 +320,7 @@ pub async fn sweep_forever(router: Arc<Router>, every: Duration) {
     let mut interval = tokio::time::interval(every);
     loop {
         interval.tick().await;
-        for shard in 0..router.layout.shard_count {
+        for shard in (0..router.layout.shard_count).filter(|&s| router.hosts(s)) {
             match router.status(shard).await {
                 Ok(st) if st.role == "leader" => {
                     if let Err(e) = router.sweep_effects(shard).await {

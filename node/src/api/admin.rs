@@ -57,11 +57,11 @@ impl Admin for AdminService {
     async fn status(&self, _request: Request<proto::StatusRequest>) -> Result<Response<proto::StatusReply>, Status> {
         let layout = self.router.layout();
         let mut shards = Vec::with_capacity(layout.shard_count as usize);
-        for shard in 0..layout.shard_count {
+        for shard in (0..layout.shard_count).filter(|&s| self.router.hosts(s)) {
             let st = self.router.status(shard).await?;
             // Pending effects are read only where this node leads (a follower's count could lag).
             let pending_effects = if st.role == "leader" {
-                match self.router.read(shard, ReadQuery::PendingEffects).await {
+                match self.router.read_local(shard, ReadQuery::PendingEffects).await {
                     Ok(ReadAnswer::PendingEffects(e)) => e.len() as u64,
                     _ => 0,
                 }

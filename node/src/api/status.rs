@@ -48,7 +48,7 @@ impl From<NodeError> for Status {
     fn from(e: NodeError) -> Status {
         match e {
             NodeError::Ledger(le) => status(le.code, le.message, None, None),
-            NodeError::NotLeader { shard, leader_hint } => status(
+            NodeError::NotLeader { shard, leader_hint, .. } => status(
                 ErrorCode::NotLeader,
                 match &leader_hint {
                     Some(h) => format!("this node does not lead shard {shard}; its leader is at {h}"),
@@ -83,7 +83,7 @@ mod tests {
         assert_eq!(d.code_name, "INSUFFICIENT_COINS");
         assert_eq!(s.metadata().get("coinledger-error-code").unwrap(), "INSUFFICIENT_COINS");
 
-        let s: Status = NodeError::NotLeader { shard: 4, leader_hint: Some("127.0.0.1:7002".into()) }.into();
+        let s: Status = NodeError::NotLeader { shard: 4, leader_id: Some(2), leader_hint: Some("127.0.0.1:7002".into()) }.into();
         assert_eq!(s.code(), Code::Unavailable);
         let d = proto::ErrorDetail::decode(s.details()).unwrap();
         assert_eq!((d.leader_hint.as_str(), d.shard), ("127.0.0.1:7002", 4));

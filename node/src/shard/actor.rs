@@ -62,7 +62,7 @@ impl Actor for ShardActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        self.replica.campaign_if_alone();
+        self.replica.campaign_if_preferred();
         self.drive(ctx);
         ctx.run_interval(self.tick, |actor, ctx| {
             actor.replica.tick();

@@ -12,7 +12,7 @@ pub type ReadReply = oneshot::Sender<NodeResult<ReadAnswer>>;
 
 /// Linearizable queries: served after a ReadIndex round confirms leadership and the replica
 /// has applied up to the read index.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ReadQuery {
     Account(String),
     History { account: String, limit: u32, cursor: Option<u64> },
@@ -23,7 +23,7 @@ pub enum ReadQuery {
     Audit,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ReadAnswer {
     Account(Option<Account>),
     History { entries: Vec<HistoryEntry>, next_cursor: Option<u64> },
@@ -34,7 +34,7 @@ pub enum ReadAnswer {
     Audit(ledger::ShardAudit),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ShardStatus {
     pub shard: u32,
     pub leader_id: u64,

@@ -143,13 +143,23 @@ impl Replica {
         (leader != raft::INVALID_ID).then(|| self.cfg.addresses.get(&leader).cloned()).flatten()
     }
 
-    fn not_leader(&self) -> NodeError {
-        NodeError::NotLeader { shard: self.cfg.shard, leader_hint: self.leader_hint() }
+    fn leader_id(&self) -> Option<u64> {
+        let leader = self.raw.raft.leader_id;
+        (leader != raft::INVALID_ID).then_some(leader)
     }
 
-    /// Campaigns at once when this node is the shard's only voter (no election timeout wait).
-    pub fn campaign_if_alone(&mut self) {
-        if self.cfg.voters == [self.cfg.node_id] && self.raw.raft.state != StateRole::Leader {
+    fn not_leader(&self) -> NodeError {
+        NodeError::NotLeader { shard: self.cfg.shard, leader_id: self.leader_id(), leader_hint: self.leader_hint() }
+    }
+
+    /// Campaigns at once if this node is the shard's preferred leader (the first of its
+    /// replicas) and no leader is known: leaders start spread across nodes, and a one-node
+    /// cluster does not wait an election timeout.
+    pub fn campaign_if_preferred(&mut self) {
+        if self.cfg.voters.first() == Some(&self.cfg.node_id)
+            && self.raw.raft.state != StateRole::Leader
+            && self.leader_id().is_none()
+        {
             let _ = self.raw.campaign();
         }
     }
@@ -327,9 +337,8 @@ impl Replica {
             // Entries we proposed may still commit under the next leader; their clients learn
             // the outcome by retrying with the same request id.
             tracing::info!(shard = self.cfg.shard, "lost leadership");
-            let hint = self.leader_hint();
-            let shard = self.cfg.shard;
-            self.fail_waiters(|| NodeError::NotLeader { shard, leader_hint: hint.clone() });
+            let err = self.not_leader();
+            self.fail_waiters(|| err.clone());
         }
         if role == StateRole::Leader && was != StateRole::Leader {
             tracing::info!(shard = self.cfg.shard, term = self.raw.raft.term, "became leader");

@@ -1,0 +1,110 @@
+//! One outbound raft stream per peer node.
+//!
+//! Replicas hand their messages to `RaftLinks::send` (never blocking the actor thread). Each
+//! peer has a bounded queue; a task drains it into frames (every message available, up to
+//! `FRAME_MESSAGES_MAX`) on a client stream, reconnecting with backoff when the peer is down.
+//! A full queue drops messages: raft retransmits, and an unbounded queue would turn a slow
+//! peer into an out-of-memory node.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::prelude::Message as RaftMessage;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::proto::peer::{peer_client::PeerClient, RaftFrame, ShardMessage};
+
+/// Messages queued per peer before new ones are dropped.
+const QUEUE_MESSAGES_MAX: usize = 16_384;
+/// Messages per frame at most.
+const FRAME_MESSAGES_MAX: usize = 4_096;
+/// Frames buffered in the stream before the link waits for the network.
+const STREAM_FRAMES_MAX: usize = 8;
+const BACKOFF_MS_MIN: u64 = 20;
+const BACKOFF_MS_MAX: u64 = 1_000;
+const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// Largest gRPC message between peers (a raft snapshot travels in one message).
+pub const PEER_MESSAGE_BYTES_MAX: usize = 256 << 20;
+
+pub struct RaftLinks {
+    queues: BTreeMap<u64, mpsc::Sender<ShardMessage>>,
+}
+
+impl RaftLinks {
+    /// Starts one link task per peer (every member but `self_id`) on the current runtime.
+    pub fn start(self_id: u64, members: &BTreeMap<u64, String>) -> Self {
+        let mut queues = BTreeMap::new();
+        for (&id, addr) in members.iter().filter(|(&id, _)| id != self_id) {
+            let (tx, rx) = mpsc::channel(QUEUE_MESSAGES_MAX);
+            tokio::spawn(run_link(self_id, id, addr.clone(), rx));
+            queues.insert(id, tx);
+        }
+        Self { queues }
+    }
+
+    /// Queues raft messages of `shard` for their destination nodes; drops them when full.
+    pub fn send(&self, shard: u32, messages: Vec<RaftMessage>) {
+        for msg in messages {
+            let Some(queue) = self.queues.get(&msg.to) else {
+                tracing::warn!(shard, to = msg.to, "raft message for an unknown node dropped");
+                continue;
+            };
+            let encoded = ShardMessage { shard, message: msg.write_to_bytes().expect("encode raft message") };
+            if queue.try_send(encoded).is_err() {
+                tracing::debug!(shard, to = msg.to, "peer queue full: raft message dropped");
+            }
+        }
+    }
+}
+
+async fn run_link(self_id: u64, peer: u64, addr: String, mut queue: mpsc::Receiver<ShardMessage>) {
+    let mut backoff_ms = BACKOFF_MS_MIN;
+    loop {
+        let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+            Ok(e) => e.connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS)).tcp_nodelay(true),
+            Err(e) => {
+                tracing::error!(peer, %addr, error = %e, "invalid peer address; link stopped");
+                return;
+            }
+        };
+        let channel = match endpoint.connect().await {
+            Ok(channel) => channel,
+            Err(e) => {
+                tracing::debug!(peer, %addr, error = %e, "peer unreachable");
+                // What queued while the peer was down is stale; raft will resend what matters.
+                while queue.try_recv().is_ok() {}
+                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                backoff_ms = (backoff_ms * 2).min(BACKOFF_MS_MAX);
+                continue;
+            }
+        };
+        backoff_ms = BACKOFF_MS_MIN;
+        let (frames, frames_rx) = mpsc::channel::<RaftFrame>(STREAM_FRAMES_MAX);
+        let mut client = PeerClient::new(channel)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX);
+        let call = tokio::spawn(async move { client.raft(ReceiverStream::new(frames_rx)).await });
+        tracing::info!(peer, %addr, "raft link up");
+        loop {
+            let Some(first) = queue.recv().await else {
+                call.abort();
+                return; // the node is shutting down
+            };
+            let mut messages = Vec::with_capacity(64);
+            messages.push(first);
+            while messages.len() < FRAME_MESSAGES_MAX {
+                match queue.try_recv() {
+                    Ok(m) => messages.push(m),
+                    Err(_) => break,
+                }
+            }
+            if frames.send(RaftFrame { from_node: self_id, messages }).await.is_err() {
+                break; // the stream ended: reconnect
+            }
+        }
+        let outcome = call.await;
+        tracing::info!(peer, %addr, ?outcome, "raft link down; reconnecting");
+    }
+}
