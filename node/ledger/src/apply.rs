@@ -134,3 +134,47 @@ fn complete_effect(store: &mut dyn Store, completion: &CompleteEffect) -> Applie
         Err(mismatch) => Applied::Done(Err(mismatch)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sim::{gift_cmd, purchase_cmd, World};
+    use crate::{Applied, ErrorCode};
+
+    #[test]
+    fn a_retry_answers_the_first_outcome_and_changes_nothing() {
+        let mut world = World::new(1);
+        let buy = purchase_cmd("r1", "fan", "9.99", "USD", "pay-1");
+        let first = world.submit(&buy);
+        let before = world.shards.clone();
+        assert_eq!(world.submit(&buy), first);
+        assert_eq!(world.shards, before);
+        let other = purchase_cmd("r1", "fan", "1.00", "USD", "pay-1");
+        assert_eq!(world.submit(&other).unwrap_err().code, ErrorCode::RequestIdReused);
+        assert_eq!(world.shards, before);
+    }
+
+    #[test]
+    fn a_business_error_is_the_first_outcome_even_after_the_state_changes() {
+        let mut world = World::new(1);
+        world.purchase("r0", "fan", "0.01", "USD", "pay-0").unwrap();
+        let gift = gift_cmd("g1", "fan", "creator", "doughnut", 1);
+        assert_eq!(world.submit(&gift).unwrap_err().code, ErrorCode::InsufficientCoins);
+        world.purchase("r1", "fan", "9.99", "USD", "pay-1").unwrap();
+        assert_eq!(world.submit(&gift).unwrap_err().code, ErrorCode::InsufficientCoins, "the retry sees the first outcome");
+    }
+
+    #[test]
+    fn a_pending_command_replays_as_pending_then_as_its_final_outcome() {
+        let mut world = World::new(8);
+        let (account, payment_ref) = world.split_keys();
+        let buy = purchase_cmd("r1", &account, "9.99", "USD", &payment_ref);
+        let pending = world.submit_only(&buy);
+        assert!(matches!(pending, Applied::Pending(_)));
+        let before = world.shards.clone();
+        assert_eq!(world.submit_only(&buy), pending);
+        assert_eq!(world.shards, before);
+        world.drain();
+        let Applied::Done(Ok(_)) = world.submit_only(&buy) else { panic!() };
+        assert_eq!(world.account(&account).coins, 999, "credited once despite the duplicate delivery");
+    }
+}
