@@ -114,6 +114,9 @@ fn start_shards(replicas: Vec<Replica>, threads: usize, syncer: Syncer, hooks: A
     rx.recv().expect("shard actors started")
 }
 
+/// How long a stopping node lets in-flight calls finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs a node until SIGINT or SIGTERM.
 pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     cfg.validate()?;
@@ -167,7 +170,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(node = cfg.id, address = %local, shards = cfg.shards, data_dir = %cfg.data_dir.display(), "coinledger node serving");
     println!("coinledger-node {} serving on {local} ({} shards, data in {})", cfg.id, cfg.shards, cfg.data_dir.display());
-    tonic::transport::Server::builder()
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(LedgerServer::new(ledger))
         .add_service(AdminServer::new(admin))
@@ -176,9 +180,20 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
                 .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX),
         )
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown_signal())
-        .await
-        .map_err(|e| format!("gRPC server: {e}"))?;
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result.map_err(|e| format!("gRPC server: {e}"))?,
+        _ = shutdown_signal() => {
+            tracing::info!(grace_ms = SHUTDOWN_GRACE.as_millis() as u64, "stopping: finishing in-flight calls");
+            let _ = stop_tx.send(());
+            // Peers' raft streams never end by themselves: bound the wait. Nothing durable
+            // depends on a graceful stop (every acknowledged write is already fsynced).
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await;
+        }
+    }
     tracing::info!("shut down");
     Ok(())
 }

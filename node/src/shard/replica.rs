@@ -94,7 +94,7 @@ fn storage_fatal(shard: u32, e: StorageError) -> ! {
 
 impl Replica {
     pub fn open(cfg: ReplicaConfig, engine: SharedEngine) -> Result<Self, StorageError> {
-        let storage = ShardStorage::open(engine.clone(), cfg.shard, &cfg.voters)?;
+        let mut storage = ShardStorage::open(engine.clone(), cfg.shard, &cfg.voters)?;
         let applied_index = match engine.get(&keys::applied_index(cfg.shard))? {
             Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| StorageError::Corrupt {
                 key: format!("applied index of shard {}", cfg.shard),
@@ -102,6 +102,14 @@ impl Replica {
             })?),
             None => 0,
         };
+        if applied_index > storage.hard_state().commit {
+            // Only committed entries are ever applied, so the commit index is at least the
+            // applied index; an older build could persist them in separate writes.
+            tracing::warn!(shard = cfg.shard, applied_index, commit = storage.hard_state().commit, "raising commit index to applied index");
+            let mut batch = WriteBatch::default();
+            storage.set_commit(applied_index, &mut batch);
+            engine.write(batch)?;
+        }
         let raft_cfg = raft::Config {
             id: cfg.node_id,
             election_tick: cfg.timing.election_ticks,
@@ -304,16 +312,20 @@ impl Replica {
             }
         }
 
-        let committed = rd.take_committed_entries();
-        self.apply_entries(committed);
-
+        // One engine write per Ready: the applied state, the new entries and the hard state
+        // (with its commit index) land together, so a crash can never keep an applied index
+        // above the commit index it was derived from.
         let mut batch = WriteBatch::default();
+        let answers = self.apply_entries(rd.take_committed_entries(), &mut batch);
         self.raw.mut_store().append(rd.entries(), &mut batch);
         if let Some(hs) = rd.hs() {
             self.raw.mut_store().set_hard_state(hs, &mut batch);
         }
         if !batch.is_empty() {
             self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
+        }
+        for (index, term, results) in answers {
+            self.answer(index, term, results);
         }
         let persisted = rd.take_persisted_messages();
         let number = rd.number();
@@ -346,14 +358,16 @@ impl Replica {
         }
     }
 
-    fn apply_entries(&mut self, entries: Vec<Entry>) {
+    /// Applies committed entries into `batch` (state and applied index); returns the results
+    /// to answer once the batch is written.
+    fn apply_entries(&mut self, entries: Vec<Entry>, batch: &mut WriteBatch) -> Vec<(u64, u64, Vec<Applied>)> {
+        let mut answers: Vec<(u64, u64, Vec<Applied>)> = Vec::new();
         if entries.is_empty() {
-            return;
+            return answers;
         }
         let shard = self.cfg.shard;
-        let mut store = EngineStore::new(self.engine.as_ref(), keys::ledger_prefix(shard));
-        let mut batch = WriteBatch::default();
-        let mut answers: Vec<(u64, u64, Vec<Applied>)> = Vec::new();
+        let engine = self.engine.clone();
+        let mut store = EngineStore::new(engine.as_ref(), keys::ledger_prefix(shard));
         for entry in entries {
             assert_eq!(entry.index, self.applied_index + 1, "shard {shard}: entries apply in order");
             match entry.get_entry_type() {
@@ -386,18 +400,15 @@ impl Replica {
                         self.raw.apply_conf_change(&cc)
                     }
                     .expect("apply conf change");
-                    self.raw.mut_store().set_conf_state(&cs, &mut batch);
+                    self.raw.mut_store().set_conf_state(&cs, batch);
                 }
             }
             self.applied_index = entry.index;
         }
-        store.drain_into(&mut batch);
-        batch.put(keys::applied_index(shard), self.applied_index.to_be_bytes().to_vec());
+        store.drain_into(batch);
         // State and applied index in one atomic write: a restart resumes exactly here.
-        self.engine.write(batch).unwrap_or_else(|e| storage_fatal(shard, e));
-        for (index, term, results) in answers {
-            self.answer(index, term, results);
-        }
+        batch.put(keys::applied_index(shard), self.applied_index.to_be_bytes().to_vec());
+        answers
     }
 
     /// Answers the waiters of the entry at `index`, if this replica proposed it in `term`.
