@@ -60,6 +60,11 @@ pub struct NodeConfig {
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub request_timeout_ms: u64,
 
+    /// Compact a shard's raft log once it holds more than this many applied entries; a
+    /// replica that needs compacted entries (far behind, or wiped) is sent a snapshot.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=100_000_000))]
+    pub compact_log_entries: u64,
+
     /// Actor threads hosting the shard replicas.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub shard_threads: u64,

@@ -141,6 +141,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             voters: placement.replicas(shard),
             addresses: members.clone(),
             timing: timing.clone(),
+            compact_log_entries: cfg.compact_log_entries,
         };
         replicas.push(Replica::open(rc, engine.clone()).map_err(|e| format!("shard {shard}: {e}"))?);
     }

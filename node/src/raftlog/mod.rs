@@ -3,6 +3,7 @@
 //! actor types here.
 
 mod logger;
+pub mod snapshot;
 mod storage;
 
 pub use logger::raft_logger;

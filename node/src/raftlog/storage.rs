@@ -1,5 +1,5 @@
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, HardState, Snapshot};
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 
 use crate::keys;
@@ -167,6 +167,53 @@ impl ShardStorage {
         self.conf_state = cs.clone();
     }
 
+    fn set_truncated(&mut self, index: u64, term: u64, batch: &mut WriteBatch) {
+        let mut value = index.to_be_bytes().to_vec();
+        value.extend_from_slice(&term.to_be_bytes());
+        batch.put(keys::truncated_state(self.shard), value);
+        self.first_index = index + 1;
+        self.truncated_term = term;
+    }
+
+    /// Drops the log up to and including `to_index` (which must be applied: the state machine
+    /// holds its effects, and a snapshot can replace it for any follower that needs it).
+    pub fn compact(&mut self, to_index: u64, batch: &mut WriteBatch) {
+        if to_index < self.first_index {
+            return;
+        }
+        assert!(to_index <= self.last_index, "shard {}: compact to {to_index} beyond last {}", self.shard, self.last_index);
+        let term = raft::Storage::term(self, to_index).expect("term of a live entry");
+        batch.delete_range(keys::raft_entry(self.shard, self.first_index), keys::raft_entry(self.shard, to_index + 1));
+        self.set_truncated(to_index, term, batch);
+        let keep_from = self.term_runs.partition_point(|&(start, _)| start <= self.first_index).saturating_sub(1);
+        self.term_runs.drain(..keep_from);
+        if let Some(first) = self.term_runs.first_mut() {
+            first.0 = first.0.max(self.first_index);
+        }
+    }
+
+    /// Replaces the log with a snapshot's position: no entries, truncated at its index.
+    pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata, batch: &mut WriteBatch) {
+        batch.delete_range(keys::raft_entry(self.shard, 0), keys::raft_entries_end(self.shard));
+        self.set_truncated(meta.index, meta.term, batch);
+        self.last_index = meta.index;
+        self.term_runs.clear();
+        self.set_conf_state(meta.get_conf_state(), batch);
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        self.set_hard_state(&hs, batch);
+    }
+
+    /// Entries currently in the log.
+    pub fn log_len(&self) -> u64 {
+        self.last_index + 1 - self.first_index
+    }
+
+    pub fn first_log_index(&self) -> u64 {
+        self.first_index
+    }
+
     fn read_entry(&self, index: u64) -> Result<Entry, StorageError> {
         let key = keys::raft_entry(self.shard, index);
         let bytes = self
@@ -240,10 +287,18 @@ impl raft::Storage for ShardStorage {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Log compaction and snapshot transfer arrive with multi-node replication; until the
-        // log is compacted, every follower can be caught up from the log itself.
-        Err(raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let data = super::snapshot::build(self.engine.as_ref(), self.shard).map_err(to_raft_err)?;
+        if data.applied_index < request_index || data.applied_index + 1 < self.first_index {
+            return Err(raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable));
+        }
+        let mut snapshot = Snapshot::default();
+        let meta = snapshot.mut_metadata();
+        meta.index = data.applied_index;
+        meta.term = self.term(data.applied_index)?;
+        meta.set_conf_state(self.conf_state.clone());
+        snapshot.data = super::snapshot::encode(&data).into();
+        Ok(snapshot)
     }
 }
 

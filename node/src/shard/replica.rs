@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use raft::prelude::{ConfChangeV2, Entry, EntryType, Message as RaftMessage};
+use raft::prelude::{ConfChangeV2, Entry, EntryType, Message as RaftMessage, MessageType};
+use raft::SnapshotStatus;
 use raft::{RawNode, StateRole};
 use protobuf::Message as _;
 
@@ -44,6 +45,8 @@ pub struct ReplicaConfig {
     /// node id → gRPC address, for leader hints.
     pub addresses: Arc<BTreeMap<u64, String>>,
     pub timing: RaftTiming,
+    /// Compact the raft log once it holds more than this many applied entries.
+    pub compact_log_entries: u64,
 }
 
 /// What the caller must do after a call into the replica.
@@ -193,9 +196,34 @@ impl Replica {
         self.raw.read_index(ctx.to_be_bytes().to_vec());
     }
 
-    pub fn step(&mut self, msg: RaftMessage) {
+    pub fn step(&mut self, mut msg: RaftMessage) {
+        let mut lost_data_at = None;
+        if msg.get_msg_type() == MessageType::MsgHeartbeat {
+            // A leader derives a heartbeat's commit from what it last knew of our log. If our
+            // data directory was wiped, that is more than we hold, and raft-rs would panic.
+            // Lowering a commit index is always safe; the leader then probes, finds our log
+            // empty and sends a snapshot.
+            let last = self.raw.raft.raft_log.last_index();
+            if msg.commit > last {
+                tracing::warn!(shard = self.cfg.shard, commit = msg.commit, last, "heartbeat commit beyond our log (wiped or lost data?): clamped");
+                lost_data_at = Some(msg.commit);
+                msg.commit = last;
+            }
+        }
         if let Err(e) = self.raw.step(msg) {
             tracing::debug!(shard = self.cfg.shard, error = %e, "raft message dropped");
+        }
+        if let Some(leader_commit) = lost_data_at {
+            // The leader believes we hold its log up to `leader_commit` (= min(its match for
+            // us, its commit)). Ask for a snapshot. raft-rs drops a request whose index is
+            // below the leader's match as stale, so the request names that index.
+            if self.raw.request_snapshot().is_ok() {
+                for m in self.raw.raft.msgs.iter_mut() {
+                    if m.get_msg_type() == MessageType::MsgAppendResponse && m.request_snapshot != 0 {
+                        m.index = m.index.max(leader_commit);
+                    }
+                }
+            }
         }
     }
 
@@ -213,6 +241,7 @@ impl Replica {
             out.messages.extend(msgs);
         }
         self.raw.on_persist_ready(number);
+        self.advance_raft_applied();
     }
 
     /// The disk failed under us: stop serving writes; every waiter gets an answer.
@@ -301,9 +330,9 @@ impl Replica {
         if let Some(ss) = rd.ss() {
             self.on_role_change(ss.raft_state, out);
         }
+        let mut batch = WriteBatch::default();
         if !rd.snapshot().is_empty() {
-            // Snapshots are never produced while logs are not compacted (see ShardStorage).
-            panic!("shard {}: unexpected raft snapshot", self.cfg.shard);
+            self.install_snapshot(rd.snapshot().clone(), &mut batch);
         }
         for rs in rd.take_read_states() {
             let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
@@ -315,7 +344,6 @@ impl Replica {
         // One engine write per Ready: the applied state, the new entries and the hard state
         // (with its commit index) land together, so a crash can never keep an applied index
         // above the commit index it was derived from.
-        let mut batch = WriteBatch::default();
         let answers = self.apply_entries(rd.take_committed_entries(), &mut batch);
         self.raw.mut_store().append(rd.entries(), &mut batch);
         if let Some(hs) = rd.hs() {
@@ -327,6 +355,12 @@ impl Replica {
         for (index, term, results) in answers {
             self.answer(index, term, results);
         }
+        let snapshots_sent: Vec<u64> = out
+            .messages
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+            .map(|m| m.to)
+            .collect();
         let persisted = rd.take_persisted_messages();
         let number = rd.number();
         // A Ready's persisted messages may rely on any earlier Ready being durable, so once
@@ -338,8 +372,50 @@ impl Replica {
             out.messages.extend(persisted);
         }
         self.raw.advance_append_async(rd);
-        self.raw.advance_apply_to(self.applied_index);
+        self.advance_raft_applied();
+        for to in snapshots_sent {
+            // Optimistic: if the snapshot is lost, the follower's rejections bring it back.
+            self.raw.report_snapshot(to, SnapshotStatus::Finish);
+        }
+        self.maybe_compact();
         self.serve_reads();
+    }
+
+    /// Tells raft how far we applied, never beyond what raft itself counts as persisted and
+    /// committed (after installing a snapshot, raft counts it persisted only after its fsync).
+    fn advance_raft_applied(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let safe = self.applied_index.min(log.persisted).min(log.committed);
+        if safe > log.applied {
+            self.raw.advance_apply_to(safe);
+        }
+    }
+
+    fn install_snapshot(&mut self, snapshot: raft::prelude::Snapshot, batch: &mut WriteBatch) {
+        let shard = self.cfg.shard;
+        let meta = snapshot.get_metadata().clone();
+        assert!(meta.index > self.applied_index, "shard {shard}: snapshot at {} does not move past applied {}", meta.index, self.applied_index);
+        crate::raftlog::snapshot::install(&snapshot.data, shard, meta.index, batch)
+            .unwrap_or_else(|e| storage_fatal(shard, e));
+        self.raw.mut_store().apply_snapshot(&meta, batch);
+        self.applied_index = meta.index;
+        tracing::info!(shard, index = meta.index, term = meta.term, bytes = snapshot.data.len(), "installed snapshot");
+    }
+
+    /// Keeps the raft log bounded: once it holds more than `compact_log_entries` applied
+    /// entries, drops the older half of them (followers that need them get a snapshot).
+    fn maybe_compact(&mut self) {
+        let limit = self.cfg.compact_log_entries;
+        let store = self.raw.store();
+        let applied_in_log = self.applied_index.saturating_sub(store.first_log_index()) + 1;
+        if applied_in_log <= limit || self.applied_index < store.first_log_index() {
+            return;
+        }
+        let to_index = self.applied_index - limit / 2;
+        let mut batch = WriteBatch::default();
+        self.raw.mut_store().compact(to_index, &mut batch);
+        self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
+        tracing::debug!(shard = self.cfg.shard, to_index, "compacted raft log");
     }
 
     fn on_role_change(&mut self, role: StateRole, out: &mut Output) {
