@@ -1,0 +1,9 @@
+//! Runs local coinledger clusters of real `coinledger-node` processes: the launcher
+//! (`launcher`), operator queries (`ops`), a purchase load with its no-loss checks (`load`)
+//! and the failover benchmark (`failover`). The `coinledger-cluster` binary is a thin CLI over
+//! these; the integration tests use them directly.
+
+pub mod failover;
+pub mod launcher;
+pub mod load;
+pub mod ops;
