@@ -23,6 +23,7 @@ pub struct Book {
     acked: Mutex<BTreeMap<String, u64>>,
     unknown: Mutex<Vec<PurchaseRequest>>,
     definite_errors: Mutex<Vec<String>>,
+    anomalies: Mutex<Vec<String>>,
     pub acked_count: AtomicU64,
 }
 
@@ -40,6 +41,13 @@ impl Book {
                 true
             }
             Err(e) if e.is_retryable() => {
+                lock(&self.unknown).push(req.clone());
+                false
+            }
+            // INTERNAL is no proof that nothing was applied (a node answered INTERNAL for a
+            // purchase it had applied): resolve it like an unknown outcome, and report it.
+            Err(e) if e.code == ErrorCode::Internal => {
+                lock(&self.anomalies).push(format!("{} ({}): {e}", req.payment_ref, req.request_id));
                 lock(&self.unknown).push(req.clone());
                 false
             }
@@ -67,6 +75,11 @@ impl Book {
         lock(&self.definite_errors).clone()
     }
 
+    /// INTERNAL answers seen (each then resolved like an unknown outcome).
+    pub fn anomalies(&self) -> Vec<String> {
+        lock(&self.anomalies).clone()
+    }
+
     /// Retries every unknown outcome with its own request id and body until it gets a
     /// definite answer (or `limit` passes). Returns how many were in fact applied.
     pub async fn resolve_unknown(&self, client: &Client, limit: Duration) -> Result<usize> {
@@ -77,7 +90,7 @@ impl Book {
             loop {
                 let outcome = client.purchase(req.clone()).await;
                 match &outcome {
-                    Err(e) if e.is_retryable() => {
+                    Err(e) if e.is_retryable() || e.code == ErrorCode::Internal => {
                         if started.elapsed() > limit {
                             lock(&self.unknown).push(req.clone());
                             return Err(format!("outcome of {} still unknown after {limit:?}: {e}", req.request_id));
@@ -220,6 +233,8 @@ pub struct Verdict {
     /// One line per account whose balance differs from the acknowledged sum, audit
     /// violations, definite errors of the load.
     pub problems: Vec<String>,
+    /// INTERNAL answers during the run (node bugs, not losses: resolved by retrying).
+    pub anomalies: Vec<String>,
 }
 
 impl Verdict {
@@ -237,7 +252,11 @@ impl Verdict {
             self.audit.coins_issued,
             self.audit.coins_held,
             if self.problems.is_empty() { "nothing lost".to_string() } else { format!("{} PROBLEMS:\n  {}", self.problems.len(), self.problems.join("\n  ")) }
-        )
+        ) + &if self.anomalies.is_empty() {
+            String::new()
+        } else {
+            format!("\n{} INTERNAL answers (node bug; resolved by retrying with the same request id):\n  {}", self.anomalies.len(), self.anomalies.join("\n  "))
+        }
     }
 }
 
@@ -273,5 +292,6 @@ pub async fn verify(client: &Client, book: &Book, exclusive: bool, limit: Durati
         coins_acked,
         audit,
         problems,
+        anomalies: book.anomalies(),
     })
 }
