@@ -270,7 +270,7 @@ impl Router {
                     tracing::warn!(shard, effect = %id, error = %e, "effect re-drive failed; will retry");
                 }
             });
-            futures_join_all(drives).await;
+            futures::future::join_all(drives).await;
         }
         Ok(count)
     }
@@ -296,23 +296,6 @@ impl Router {
         }
         Ok(ledger::audit::global_audit(&audits, &|e: &Effect| applied.contains(&e.id)))
     }
-}
-
-/// Runs futures concurrently on the current task and waits for all (no extra crate needed).
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    std::future::poll_fn(|cx| {
-        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if set.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }
 
 /// Periodic safety net: re-drives pending effects of the shards this node leads.

@@ -203,6 +203,75 @@ pub fn balance_out(a: &Account) -> proto::BalanceReply {
     }
 }
 
+pub fn purchase_out(r: ledger::PurchaseReceipt) -> proto::PurchaseReply {
+    proto::PurchaseReply {
+        coin_price: Some(money_out(&r.coin_price)),
+        tx_id: r.tx_id,
+        coins_credited: r.coins_credited,
+        base_coins: r.base_coins,
+        bonus_coins: r.bonus_coins,
+        promotion_id: r.promotion_id,
+        rate_version: r.rate_version,
+        coins_balance: r.coins_balance,
+        timestamp_ms: r.timestamp_ms,
+    }
+}
+
+pub fn gift_out(r: ledger::GiftReceipt) -> proto::GiftReply {
+    proto::GiftReply {
+        tx_id: r.tx_id,
+        coins_debited: r.coins_debited,
+        diamonds_credited: r.diamonds_credited,
+        platform_coins: r.platform_coins,
+        price_coins: r.price_coins,
+        quantity: r.quantity,
+        creator_share_bps: r.creator_share_bps,
+        rate_version: r.rate_version,
+        sender_coins_balance: r.sender_coins_balance,
+        timestamp_ms: r.timestamp_ms,
+    }
+}
+
+pub fn refund_out(r: ledger::RefundReceipt) -> proto::RefundReply {
+    proto::RefundReply {
+        refunded: Some(money_out(&r.refunded)),
+        tx_id: r.tx_id,
+        account: r.account,
+        coins_purchased: r.coins_purchased,
+        coins_recovered: r.coins_recovered,
+        coins_unrecovered: r.coins_unrecovered,
+        account_frozen: r.account_frozen,
+        timestamp_ms: r.timestamp_ms,
+    }
+}
+
+/// One command of a SubmitBatch, as the single-command RPC would have built it.
+pub fn batch_command(c: proto::BatchCommand) -> Result<ledger::Command> {
+    use proto::batch_command::Command as C;
+    match c.command {
+        Some(C::Purchase(r)) => purchase(r),
+        Some(C::Gift(r)) => Ok(gift(r)),
+        Some(C::CashOut(r)) => Ok(cash_out(r)),
+        Some(C::PostPayout(r)) => Ok(ledger::Command::PostPayout(payout_cmd(r))),
+        Some(C::VoidPayout(r)) => Ok(ledger::Command::VoidPayout(payout_cmd(r))),
+        Some(C::Refund(r)) => Ok(refund(r)),
+        None => Err(invalid(ErrorCode::InvalidArgument, "batch command has no command set")),
+    }
+}
+
+/// The reply of one batch command.
+pub fn batch_outcome(o: ledger::Outcome) -> std::result::Result<proto::batch_result::Result, crate::error::NodeError> {
+    use proto::batch_result::Result as R;
+    Ok(match o {
+        ledger::Outcome::Purchase(r) => R::Purchase(purchase_out(r)),
+        ledger::Outcome::Gift(r) => R::Gift(gift_out(r)),
+        ledger::Outcome::CashOut(p) => R::CashOut(cash_out_out(&p)),
+        ledger::Outcome::Payout(p) => R::Payout(payout_out(&p)),
+        ledger::Outcome::Refund(r) => R::Refund(refund_out(r)),
+        other => return Err(crate::error::NodeError::Internal(format!("batch command produced {other:?}"))),
+    })
+}
+
 pub fn payout_out(p: &Payout) -> proto::PayoutReply {
     proto::PayoutReply {
         payout_id: p.payout_id.clone(),

@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::status::error_detail;
 use super::{convert, deadline_of, unexpected, within};
 use crate::error::NodeError;
 use crate::ledger::{self, Command, ErrorCode, LedgerError, Outcome};
 use crate::proto::{self, ledger_server::Ledger};
 use crate::router::Router;
 use crate::shard::{ReadAnswer, ReadQuery};
+
+/// Most commands in one SubmitBatch (the proto's documented bound).
+pub const BATCH_COMMANDS_MAX: usize = 8_192;
 
 pub struct LedgerService {
     router: Arc<Router>,
@@ -50,17 +54,7 @@ impl Ledger for LedgerService {
     async fn purchase(&self, request: Request<proto::PurchaseRequest>) -> Result<Response<proto::PurchaseReply>, Status> {
         let cmd = convert::purchase(request.get_ref().clone()).map_err(NodeError::from)?;
         match self.execute(&request, cmd).await? {
-            Outcome::Purchase(r) => Ok(Response::new(proto::PurchaseReply {
-                tx_id: r.tx_id,
-                coins_credited: r.coins_credited,
-                base_coins: r.base_coins,
-                bonus_coins: r.bonus_coins,
-                promotion_id: r.promotion_id,
-                coin_price: Some(convert::money_out(&r.coin_price)),
-                rate_version: r.rate_version,
-                coins_balance: r.coins_balance,
-                timestamp_ms: r.timestamp_ms,
-            })),
+            Outcome::Purchase(r) => Ok(Response::new(convert::purchase_out(r))),
             other => Err(unexpected("purchase", other)),
         }
     }
@@ -68,18 +62,7 @@ impl Ledger for LedgerService {
     async fn gift(&self, request: Request<proto::GiftRequest>) -> Result<Response<proto::GiftReply>, Status> {
         let cmd = convert::gift(request.get_ref().clone());
         match self.execute(&request, cmd).await? {
-            Outcome::Gift(r) => Ok(Response::new(proto::GiftReply {
-                tx_id: r.tx_id,
-                coins_debited: r.coins_debited,
-                diamonds_credited: r.diamonds_credited,
-                platform_coins: r.platform_coins,
-                price_coins: r.price_coins,
-                quantity: r.quantity,
-                creator_share_bps: r.creator_share_bps,
-                rate_version: r.rate_version,
-                sender_coins_balance: r.sender_coins_balance,
-                timestamp_ms: r.timestamp_ms,
-            })),
+            Outcome::Gift(r) => Ok(Response::new(convert::gift_out(r))),
             other => Err(unexpected("gift", other)),
         }
     }
@@ -105,16 +88,7 @@ impl Ledger for LedgerService {
     async fn refund(&self, request: Request<proto::RefundRequest>) -> Result<Response<proto::RefundReply>, Status> {
         let cmd = convert::refund(request.get_ref().clone());
         match self.execute(&request, cmd).await? {
-            Outcome::Refund(r) => Ok(Response::new(proto::RefundReply {
-                tx_id: r.tx_id,
-                account: r.account,
-                coins_purchased: r.coins_purchased,
-                coins_recovered: r.coins_recovered,
-                coins_unrecovered: r.coins_unrecovered,
-                account_frozen: r.account_frozen,
-                refunded: Some(convert::money_out(&r.refunded)),
-                timestamp_ms: r.timestamp_ms,
-            })),
+            Outcome::Refund(r) => Ok(Response::new(convert::refund_out(r))),
             other => Err(unexpected("refund", other)),
         }
     }
@@ -144,6 +118,33 @@ impl Ledger for LedgerService {
 
     async fn get_rates(&self, request: Request<proto::GetRatesRequest>) -> Result<Response<proto::RateCard>, Status> {
         Ok(Response::new(convert::rate_card_out(&self.rate_card(&request).await?)))
+    }
+
+    async fn submit_batch(&self, request: Request<proto::SubmitBatchRequest>) -> Result<Response<proto::SubmitBatchReply>, Status> {
+        let deadline = deadline_of(&request, self.request_timeout);
+        let commands = request.into_inner().commands;
+        if commands.is_empty() || commands.len() > BATCH_COMMANDS_MAX {
+            return Err(NodeError::Ledger(LedgerError::new(
+                ErrorCode::InvalidArgument,
+                format!("a batch holds 1 to {BATCH_COMMANDS_MAX} commands, not {}", commands.len()),
+            ))
+            .into());
+        }
+        // Every command runs on its own; those of one shard meet in the shard's next entry.
+        let runs = commands.into_iter().map(|c| async move {
+            let result = match convert::batch_command(c) {
+                Ok(cmd) => match tokio::time::timeout(deadline, self.router.execute(cmd)).await {
+                    Ok(Ok(outcome)) => convert::batch_outcome(outcome),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(NodeError::Timeout),
+                },
+                Err(e) => Err(NodeError::Ledger(e)),
+            };
+            let result = result.unwrap_or_else(|e| proto::batch_result::Result::Error(error_detail(&e).1));
+            proto::BatchResult { result: Some(result) }
+        });
+        let results = futures::future::join_all(runs).await;
+        Ok(Response::new(proto::SubmitBatchReply { results }))
     }
 
     async fn list_gifts(&self, request: Request<proto::ListGiftsRequest>) -> Result<Response<proto::ListGiftsReply>, Status> {

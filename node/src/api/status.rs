@@ -28,44 +28,46 @@ fn grpc_code(code: ErrorCode) -> Code {
     }
 }
 
-/// Builds the status for `code` with a message, optional leader hint and shard.
-pub fn status(code: ErrorCode, message: String, leader_hint: Option<String>, shard: Option<u32>) -> Status {
-    let proto_code = proto::ErrorCode::from_str_name(code.as_str())
-        .unwrap_or(proto::ErrorCode::Internal);
+/// The stable code, message, leader hint and shard of an error.
+pub fn error_detail(e: &NodeError) -> (ErrorCode, proto::ErrorDetail) {
+    let (code, message, leader_hint, shard) = match e {
+        NodeError::Ledger(le) => (le.code, le.message.clone(), None, None),
+        NodeError::NotLeader { shard, leader_hint, .. } => (
+            ErrorCode::NotLeader,
+            match leader_hint {
+                Some(h) => format!("this node does not lead shard {shard}; its leader is at {h}"),
+                None => format!("this node does not lead shard {shard} and no leader is known yet; retry"),
+            },
+            leader_hint.clone(),
+            Some(*shard),
+        ),
+        NodeError::Unavailable(m) => (ErrorCode::Unavailable, m.clone(), None, None),
+        NodeError::Timeout => (
+            ErrorCode::Timeout,
+            "deadline passed before the outcome was known: retry with the same request id".into(),
+            None,
+            None,
+        ),
+        NodeError::Internal(m) => (ErrorCode::Internal, m.clone(), None, None),
+    };
+    let proto_code = proto::ErrorCode::from_str_name(code.as_str()).unwrap_or(proto::ErrorCode::Internal);
     let detail = proto::ErrorDetail {
         code: proto_code as i32,
         code_name: code.as_str().to_string(),
-        message: message.clone(),
+        message,
         leader_hint: leader_hint.unwrap_or_default(),
         shard: shard.unwrap_or(0),
     };
-    let mut metadata = tonic::metadata::MetadataMap::new();
-    metadata.insert("coinledger-error-code", code.as_str().parse().expect("ascii code"));
-    Status::with_details_and_metadata(grpc_code(code), message, detail.encode_to_vec().into(), metadata)
+    (code, detail)
 }
 
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Status {
-        match e {
-            NodeError::Ledger(le) => status(le.code, le.message, None, None),
-            NodeError::NotLeader { shard, leader_hint, .. } => status(
-                ErrorCode::NotLeader,
-                match &leader_hint {
-                    Some(h) => format!("this node does not lead shard {shard}; its leader is at {h}"),
-                    None => format!("this node does not lead shard {shard} and no leader is known yet; retry"),
-                },
-                leader_hint,
-                Some(shard),
-            ),
-            NodeError::Unavailable(m) => status(ErrorCode::Unavailable, m, None, None),
-            NodeError::Timeout => status(
-                ErrorCode::Timeout,
-                "deadline passed before the outcome was known: retry with the same request id".into(),
-                None,
-                None,
-            ),
-            NodeError::Internal(m) => status(ErrorCode::Internal, m, None, None),
-        }
+        let (code, detail) = error_detail(&e);
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("coinledger-error-code", code.as_str().parse().expect("ascii code"));
+        let message = detail.message.clone();
+        Status::with_details_and_metadata(grpc_code(code), message, detail.encode_to_vec().into(), metadata)
     }
 }
 
