@@ -9,6 +9,8 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Response, Status};
 
+
+use crate::batcher::Batcher;
 use crate::config::{normalize_endpoint, ClientConfig, ENDPOINTS_MAX};
 use crate::error::ClientError;
 use crate::proto::ErrorCode;
@@ -34,12 +36,40 @@ struct Inner {
     /// Index in `nodes` of the last endpoint that answered: where the next call starts, so a
     /// client that found the leader keeps talking to it.
     preferred: AtomicUsize,
+    /// Present when `config.batch` is set: mutating calls then share SubmitBatch calls.
+    batcher: Option<Batcher>,
 }
 
+/// One endpoint: its normalized URI and its (shared, multiplexed) channel.
 #[derive(Debug, Clone)]
-struct Node {
-    uri: String,
-    channel: Channel,
+pub(crate) struct Node {
+    pub(crate) uri: String,
+    pub(crate) channel: Channel,
+}
+
+/// A failed attempt: the error, and whether the command may have been applied anyway.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) err: ClientError,
+    /// True if the outcome is unknown (see `retry::outcome_unknown`).
+    pub(crate) unknown: bool,
+}
+
+impl Failure {
+    /// A status answered by (or made by the transport for) the endpoint `uri`.
+    pub(crate) fn from_status(status: &Status, uri: &str) -> Failure {
+        let err = ClientError::from_status(status, Some(uri));
+        let unknown = outcome_unknown(status, &err);
+        Failure { err, unknown }
+    }
+
+    /// No answer within `limit`: the request may have landed.
+    pub(crate) fn unanswered(uri: &str, limit: Duration) -> Failure {
+        Failure {
+            err: attempt_timeout(uri, limit),
+            unknown: true,
+        }
+    }
 }
 
 impl Client {
@@ -58,9 +88,10 @@ impl Client {
             }
         }
         let inner = Inner {
-            config,
             nodes: RwLock::new(nodes),
             preferred: AtomicUsize::new(0),
+            batcher: config.batch.map(|b| Batcher::new(b, ms(config.attempt_timeout_ms))),
+            config,
         };
         Ok(Client {
             inner: Arc::new(inner),
@@ -93,6 +124,34 @@ impl Client {
         F: Fn(Channel, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Rep>, Status>>,
     {
+        self.call_with(req, |node, req, limit| {
+            let mut request = tonic::Request::new(req);
+            request.set_timeout(limit);
+            let reply = rpc(node.channel, request);
+            async move {
+                match tokio::time::timeout(limit, reply).await {
+                    Ok(Ok(reply)) => Ok(reply.into_inner()),
+                    Ok(Err(status)) => Err(Failure::from_status(&status, &node.uri)),
+                    Err(_elapsed) => Err(Failure::unanswered(&node.uri, limit)),
+                }
+            }
+        })
+        .await
+    }
+
+    /// The retry loop of [`Client::call`] over any way of making one attempt: a direct RPC,
+    /// or a seat in the endpoint's batch (`batcher.rs`). `attempt` gets the endpoint, the
+    /// request (always the same one) and the time the attempt may take.
+    pub(crate) async fn call_with<Req, Rep, F, Fut>(
+        &self,
+        req: Req,
+        attempt: F,
+    ) -> Result<Rep, ClientError>
+    where
+        Req: Clone,
+        F: Fn(Node, Req, Duration) -> Fut,
+        Fut: Future<Output = Result<Rep, Failure>>,
+    {
         let config = &self.inner.config;
         let deadline = Instant::now() + ms(config.deadline_ms);
         let mut backoff = Backoff::new(config.backoff_ms_initial, config.backoff_ms_max);
@@ -104,21 +163,14 @@ impl Client {
             let limit = deadline
                 .saturating_duration_since(Instant::now())
                 .min(ms(config.attempt_timeout_ms));
-            let mut request = tonic::Request::new(req.clone());
-            request.set_timeout(limit);
-            let err = match tokio::time::timeout(limit, rpc(node.channel.clone(), request)).await {
-                Ok(Ok(reply)) => {
+            let err = match attempt(node, req.clone(), limit).await {
+                Ok(reply) => {
                     self.inner.preferred.store(index, Ordering::Relaxed);
-                    return Ok(reply.into_inner());
+                    return Ok(reply);
                 }
-                Ok(Err(status)) => {
-                    let err = ClientError::from_status(&status, Some(&node.uri));
-                    unknown |= outcome_unknown(&status, &err);
-                    err
-                }
-                Err(_elapsed) => {
-                    unknown = true;
-                    attempt_timeout(&node.uri, limit)
+                Err(failure) => {
+                    unknown |= failure.unknown;
+                    failure.err
                 }
             };
             let pause = match decide(&err) {
@@ -162,6 +214,16 @@ impl Client {
             ),
             unknown,
         ))
+    }
+
+    /// The endpoint the next call starts at (the last one that answered).
+    pub(crate) fn preferred_uri(&self) -> String {
+        self.node(self.inner.preferred.load(Ordering::Relaxed)).uri
+    }
+
+    /// The automatic batcher, if the configuration asked for one.
+    pub(crate) fn batcher(&self) -> Option<&Batcher> {
+        self.inner.batcher.as_ref()
     }
 
     fn nodes(&self) -> std::sync::RwLockReadGuard<'_, Vec<Node>> {
@@ -224,7 +286,7 @@ fn attempt_timeout(uri: &str, limit: Duration) -> ClientError {
 
 /// The error a call ends with. If some attempt may have been applied and the last error is
 /// itself "try again", the caller must not conclude "not applied": say TIMEOUT.
-fn final_error(last: ClientError, unknown: bool) -> ClientError {
+pub(crate) fn final_error(last: ClientError, unknown: bool) -> ClientError {
     if !(unknown && last.is_retryable()) {
         return last;
     }
@@ -238,7 +300,7 @@ fn final_error(last: ClientError, unknown: bool) -> ClientError {
     }
 }
 
-fn ms(n: u64) -> Duration {
+pub(crate) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 

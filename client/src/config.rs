@@ -2,6 +2,7 @@
 
 use tonic::transport::Endpoint;
 
+use crate::batcher::BatchConfig;
 use crate::error::ClientError;
 use crate::proto::ErrorCode;
 
@@ -25,6 +26,8 @@ pub struct ClientConfig {
     pub backoff_ms_initial: u64,
     /// Longest pause between attempts.
     pub backoff_ms_max: u64,
+    /// Opt-in automatic batching of mutating calls (`batcher.rs`); None: one RPC per call.
+    pub batch: Option<BatchConfig>,
 }
 
 impl Default for ClientConfig {
@@ -36,6 +39,7 @@ impl Default for ClientConfig {
             deadline_ms: 15_000,
             backoff_ms_initial: 20,
             backoff_ms_max: 500,
+            batch: None,
         }
     }
 }
@@ -58,6 +62,18 @@ impl ClientConfig {
         Ok(config)
     }
 
+    /// Turns on automatic batching: concurrent purchase, gift, cash_out, post_payout,
+    /// void_payout and refund calls share SubmitBatch calls of up to `max_batch` commands
+    /// (1..=8192), one in flight per endpoint; `linger_us` (at most 100 ms) waits for more
+    /// commands before sending a batch, 0 sends as soon as the previous batch returned.
+    pub fn batching(mut self, max_batch: usize, linger_us: u64) -> ClientConfig {
+        self.batch = Some(BatchConfig {
+            max_batch,
+            linger_us,
+        });
+        self
+    }
+
     /// Checks the list is non-empty, bounded and every entry is a valid URI, and that the
     /// timings are usable (non-zero limits, initial backoff not above the maximum).
     pub fn validate(&self) -> Result<(), ClientError> {
@@ -76,6 +92,9 @@ impl ClientConfig {
         }
         if self.backoff_ms_initial > self.backoff_ms_max {
             return invalid("backoff_ms_initial must be <= backoff_ms_max".into());
+        }
+        if let Some(batch) = &self.batch {
+            batch.validate()?;
         }
         Ok(())
     }
@@ -130,6 +149,17 @@ mod tests {
         let mut c = ClientConfig::from_endpoints("a:1").unwrap();
         c.backoff_ms_initial = 1_000;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn batching_is_opt_in_and_bounded() {
+        let c = ClientConfig::from_endpoints("a:1").unwrap();
+        assert_eq!(c.batch, None);
+        assert!(c.clone().batching(256, 0).validate().is_ok());
+        assert!(c.clone().batching(8_192, 100_000).validate().is_ok());
+        assert!(c.clone().batching(0, 0).validate().is_err());
+        assert!(c.clone().batching(8_193, 0).validate().is_err());
+        assert!(c.batching(1, 100_001).validate().is_err());
     }
 
     #[test]

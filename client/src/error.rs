@@ -52,24 +52,15 @@ impl ClientError {
     /// statuses received from a server never have) is UNAVAILABLE: the node was not reached or
     /// the connection broke, so trying another endpoint is the right move.
     pub fn from_status(status: &Status, endpoint: Option<&str>) -> ClientError {
-        let endpoint = endpoint.map(str::to_string);
-        if let Some(detail) = decode_detail(status.details()) {
-            let code = ErrorCode::try_from(detail.code).unwrap_or(ErrorCode::Internal);
-            let message = if detail.message.is_empty() {
-                status.message().to_string()
-            } else {
-                detail.message
-            };
-            let hint = Some(detail.leader_hint).filter(|h| !h.is_empty());
-            return ClientError {
-                code,
-                code_name: code.as_str_name().to_string(),
-                message,
-                leader_hint: hint,
-                grpc_code: status.code(),
-                endpoint,
-            };
+        if let Some(mut detail) = decode_detail(status.details()) {
+            if detail.message.is_empty() {
+                detail.message = status.message().to_string();
+            }
+            let mut err = ClientError::from_detail(detail, endpoint);
+            err.grpc_code = status.code();
+            return err;
         }
+        let endpoint = endpoint.map(str::to_string);
         let code = trailer_code(status).unwrap_or_else(|| code_from_grpc(status));
         // A transport error ("tcp connect error") means little without the endpoint it hit.
         let message = match &endpoint {
@@ -83,6 +74,21 @@ impl ClientError {
             leader_hint: None,
             grpc_code: status.code(),
             endpoint,
+        }
+    }
+
+    /// The error of one command of a SubmitBatch (or of a status's details). The gRPC code is
+    /// the one the single-command RPC would have answered with. An unknown code (a newer node)
+    /// is INTERNAL: a definite answer we cannot interpret, never silently retried.
+    pub fn from_detail(detail: ErrorDetail, endpoint: Option<&str>) -> ClientError {
+        let code = ErrorCode::try_from(detail.code).unwrap_or(ErrorCode::Internal);
+        ClientError {
+            code,
+            code_name: code.as_str_name().to_string(),
+            message: detail.message,
+            leader_hint: Some(detail.leader_hint).filter(|h| !h.is_empty()),
+            grpc_code: grpc_code_for(code),
+            endpoint: endpoint.map(str::to_string),
         }
     }
 
@@ -189,6 +195,27 @@ mod tests {
         assert_eq!(e.endpoint.as_deref(), Some("a"));
         assert_eq!(e.to_string(), "NOT_LEADER: detail message");
         assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn batch_command_errors_get_the_single_rpc_grpc_code() {
+        let detail = ErrorDetail {
+            code: ErrorCode::InsufficientCoins as i32,
+            code_name: "INSUFFICIENT_COINS".into(),
+            message: "need 10 coins".into(),
+            leader_hint: String::new(),
+            shard: 2,
+        };
+        let e = ClientError::from_detail(detail, Some("http://n1:1"));
+        assert_eq!(e.code, ErrorCode::InsufficientCoins);
+        assert_eq!(e.grpc_code, Code::FailedPrecondition);
+        assert_eq!(e.leader_hint, None);
+        assert_eq!(e.endpoint.as_deref(), Some("http://n1:1"));
+        let unknown = ErrorDetail {
+            code: 9_999,
+            ..Default::default()
+        };
+        assert_eq!(ClientError::from_detail(unknown, None).code, ErrorCode::Internal);
     }
 
     #[test]

@@ -24,7 +24,9 @@
 //!
 //! Files: `config.rs` (endpoints, timings), `error.rs` (status → [`ClientError`]),
 //! `retry.rs` (decision table, backoff), `client.rs` (channels, the retry loop),
-//! `ops.rs` (one method per RPC), `request_id.rs` (idempotency ids).
+//! `ops.rs` (one method per RPC), `request_id.rs` (idempotency ids), `batch.rs`
+//! (`submit_batch`: many commands, per-command retries), `batcher.rs` (opt-in automatic
+//! batching of concurrent calls, [`ClientConfig::batching`]).
 
 pub mod proto {
     //! Code generated from ledger.proto and admin.proto (messages, clients, and servers for
@@ -32,6 +34,8 @@ pub mod proto {
     tonic::include_proto!("coinledger.v1");
 }
 
+mod batch;
+mod batcher;
 mod client;
 mod config;
 mod error;
@@ -39,6 +43,8 @@ mod ops;
 mod request_id;
 mod retry;
 
+pub use batch::{fill_command_request_id, BatchOutcome, BATCH_COMMANDS_MAX};
+pub use batcher::{BatchConfig, LANE_SEATS_MAX, LINGER_US_MAX};
 pub use client::{Client, ATTEMPTS_MAX};
 pub use config::{normalize_endpoint, ClientConfig, ENDPOINTS_MAX};
 pub use error::{ClientError, ERROR_CODE_TRAILER};

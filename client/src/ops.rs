@@ -10,14 +10,33 @@ use crate::error::ClientError;
 use crate::proto::admin_client::AdminClient;
 use crate::proto::ledger_client::LedgerClient;
 use crate::proto::*;
+use crate::proto::batch_command::Command as Cmd;
+use crate::proto::batch_result::Result as Answer;
 use crate::request_id::WithRequestId;
 
-/// `mutating`: fills the request id first; `read`: sends the request as it is.
+/// `mutating`: fills the request id first; `batchable`: mutating, and through the batcher
+/// when `ClientConfig::batch` is set; `read`: sends the request as it is.
 macro_rules! rpc {
     ($(#[$doc:meta])* $name:ident: $svc:ident::$method:ident($req:ty) -> $rep:ty, mutating) => {
         $(#[$doc])*
         pub async fn $name(&self, mut req: $req) -> Result<$rep, ClientError> {
             req.fill_request_id();
+            self.call(req, |ch, r| async move { $svc::new(ch).$method(r).await }).await
+        }
+    };
+    // Mutating and batchable: through the batcher when batching is on.
+    ($(#[$doc:meta])* $name:ident: $svc:ident::$method:ident($req:ty) -> $rep:ty,
+     batchable($wrap:path, $answer:path)) => {
+        $(#[$doc])*
+        pub async fn $name(&self, mut req: $req) -> Result<$rep, ClientError> {
+            req.fill_request_id();
+            if let Some(batcher) = self.batcher() {
+                let unwrap = |a| match a {
+                    $answer(reply) => Some(reply),
+                    _ => None,
+                };
+                return self.call_batched(batcher, req, $wrap, unwrap).await;
+            }
             self.call(req, |ch, r| async move { $svc::new(ch).$method(r).await }).await
         }
     };
@@ -33,27 +52,27 @@ macro_rules! rpc {
 impl Client {
     rpc!(
         /// Credits coins for a real-money payment (at most once per payment reference).
-        purchase: LedgerClient::purchase(PurchaseRequest) -> PurchaseReply, mutating
+        purchase: LedgerClient::purchase(PurchaseRequest) -> PurchaseReply, batchable(Cmd::Purchase, Answer::Purchase)
     );
     rpc!(
         /// Spends the sender's coins on a catalog gift; credits the creator's diamonds.
-        gift: LedgerClient::gift(GiftRequest) -> GiftReply, mutating
+        gift: LedgerClient::gift(GiftRequest) -> GiftReply, batchable(Cmd::Gift, Answer::Gift)
     );
     rpc!(
         /// Holds diamonds for a payout; finish with `post_payout` or `void_payout`.
-        cash_out: LedgerClient::cash_out(CashOutRequest) -> CashOutReply, mutating
+        cash_out: LedgerClient::cash_out(CashOutRequest) -> CashOutReply, batchable(Cmd::CashOut, Answer::CashOut)
     );
     rpc!(
         /// The payout provider paid: the held diamonds leave the ledger.
-        post_payout: LedgerClient::post_payout(PayoutRequest) -> PayoutReply, mutating
+        post_payout: LedgerClient::post_payout(PayoutRequest) -> PayoutReply, batchable(Cmd::PostPayout, Answer::Payout)
     );
     rpc!(
         /// The payout failed: the held diamonds return to the creator.
-        void_payout: LedgerClient::void_payout(PayoutRequest) -> PayoutReply, mutating
+        void_payout: LedgerClient::void_payout(PayoutRequest) -> PayoutReply, batchable(Cmd::VoidPayout, Answer::Payout)
     );
     rpc!(
         /// Chargeback of a purchase: claws back what the wallet still holds.
-        refund: LedgerClient::refund(RefundRequest) -> RefundReply, mutating
+        refund: LedgerClient::refund(RefundRequest) -> RefundReply, batchable(Cmd::Refund, Answer::Refund)
     );
     rpc!(
         /// An account's balances (linearizable).

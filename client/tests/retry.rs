@@ -105,6 +105,9 @@ impl Ledger for Scripted {
     async fn list_gifts(&self, _: Request<ListGiftsRequest>) -> Reply<ListGiftsReply> {
         Err(unscripted())
     }
+    async fn submit_batch(&self, _: Request<SubmitBatchRequest>) -> Reply<SubmitBatchReply> {
+        Err(unscripted())
+    }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
