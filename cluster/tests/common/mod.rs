@@ -27,8 +27,19 @@ pub fn node_bin() -> PathBuf {
 
 pub struct TestCluster {
     pub cluster: Cluster,
-    /// Kept for the nodes' logs while the test runs; removed on drop.
-    pub dir: TempDir,
+    /// Kept for the nodes' logs while the test runs; removed on drop unless the test failed.
+    pub dir: Option<TempDir>,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.cluster.stop_all(Duration::ZERO);
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("test failed: cluster directory kept for inspection: {}", dir.keep().display());
+            }
+        }
+    }
 }
 
 impl TestCluster {
@@ -47,7 +58,7 @@ impl TestCluster {
         };
         let spec = ClusterSpec::new(&opts).expect("spec");
         let cluster = Cluster::launch(spec).unwrap_or_else(|e| panic!("launch: {e}"));
-        let t = TestCluster { cluster, dir };
+        let t = TestCluster { cluster, dir: Some(dir) };
         t.cluster
             .wait_ready(Duration::from_secs(30), true)
             .await
