@@ -167,7 +167,7 @@ pub async fn run(opts: FailoverOptions, out: &mut dyn FnMut(String)) -> Result<b
     ));
     let unknown = book.unknown_count();
     let verdict = verify(&client, &book, true, Duration::from_secs(60)).await?;
-    out(format!("{unknown} unknown outcomes resolved by retrying with the same request id"));
+    out(format!("{unknown} unknown outcomes (TIMEOUT/UNAVAILABLE, and INTERNAL answers) resolved by retrying with the same request id"));
     out(format!("verdict: {}", verdict.summary()));
     cluster.stop_all(Duration::from_secs(5));
     Ok(verdict.ok())

@@ -13,7 +13,7 @@ use common::{bounded, TestCluster};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_every_node_then_restart_loses_nothing_acknowledged() {
     bounded(Duration::from_secs(85), async {
-        let mut t = TestCluster::start(7301, 3, 8, &[]).await;
+        let mut t = TestCluster::start(17301, 3, 8, &[]).await;
         let load = Load::start(t.quick_client(), 4, 12, "ka-load", Duration::ZERO);
         let book = load.book.clone();
         tokio::time::sleep(Duration::from_secs(3)).await;

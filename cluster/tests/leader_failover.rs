@@ -16,7 +16,7 @@ const SHARDS: u32 = 8;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_during_load_fails_over_within_5s_and_loses_nothing() {
     bounded(Duration::from_secs(85), async {
-        let mut t = TestCluster::start(7201, 3, SHARDS, &[]).await;
+        let mut t = TestCluster::start(17201, 3, SHARDS, &[]).await;
         let load = Load::start(t.cluster.client(), 3, 8, "lf-load", Duration::from_millis(5));
         let book = load.book.clone();
         let probe = t.cluster.client_with(1_000, 20_000, 50);

@@ -14,7 +14,7 @@ const SHARDS: u32 = 8;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_cannot_commit_and_a_majority_again_can() {
     bounded(Duration::from_secs(85), async {
-        let mut t = TestCluster::start(7401, 3, SHARDS, &[]).await;
+        let mut t = TestCluster::start(17401, 3, SHARDS, &[]).await;
         let book = Book::new();
         let client = t.cluster.client();
         // Some acknowledged purchases on every shard first.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use coinledger_cluster::launcher::{is_node_process, live_pid, ClusterSpec};
 
-const BASE_PORT: u16 = 7601;
+const BASE_PORT: u16 = 17601;
 
 fn cluster_bin() -> &'static str {
     env!("CARGO_BIN_EXE_coinledger-cluster")
