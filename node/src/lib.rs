@@ -16,6 +16,7 @@ pub mod keys;
 pub mod raftlog;
 pub mod router;
 pub mod shard;
+pub mod sim;
 pub mod storage;
 pub mod syncer;
 pub mod transport;

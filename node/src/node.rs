@@ -23,7 +23,7 @@ use crate::transport::service::PeerService;
 use crate::transport::{Peers, RaftLinks};
 use crate::router::{self, Router};
 use crate::shard::actor::ShardHooks;
-use crate::shard::replica::{RaftTiming, Replica, ReplicaConfig};
+use crate::shard::replica::{Clock, RaftTiming, Replica, ReplicaConfig};
 use crate::shard::ShardActor;
 use crate::storage::{Engine, SharedEngine, SledEngine, WriteBatch};
 use crate::syncer::Syncer;
@@ -131,6 +131,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         tick_ms: cfg.tick_ms,
         election_ticks: cfg.election_ticks as usize,
         heartbeat_ticks: cfg.heartbeat_ticks as usize,
+        fixed_election_timeout: false,
     };
     let mut replicas = Vec::with_capacity(cfg.shards as usize);
     for shard in (0..cfg.shards).filter(|&s| placement.hosts(cfg.id, s)) {
@@ -142,6 +143,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             addresses: members.clone(),
             timing: timing.clone(),
             compact_log_entries: cfg.compact_log_entries,
+            clock: Clock::System,
         };
         replicas.push(Replica::open(rc, engine.clone()).map_err(|e| format!("shard {shard}: {e}"))?);
     }

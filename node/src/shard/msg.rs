@@ -44,6 +44,8 @@ pub struct ShardStatus {
     pub role: String,
     pub voters: Vec<u64>,
     pub pending_proposals: usize,
+    /// Snapshots this replica installed since it started.
+    pub snapshots_installed: u64,
 }
 
 pub enum ShardMsg {

@@ -34,6 +34,27 @@ pub struct RaftTiming {
     pub tick_ms: u64,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
+    /// Election timeout exactly `election_ticks` instead of raft-rs's random draw from
+    /// `[election_ticks, 2 * election_ticks)`: the simulation varies it per node itself, so a
+    /// seed replays identically.
+    pub fixed_election_timeout: bool,
+}
+
+/// Where a replica's clock comes from: the system, or a simulation's manual clock.
+#[derive(Clone, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Manual(Arc<std::sync::atomic::AtomicU64>),
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::System => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            Clock::Manual(ms) => ms.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -47,6 +68,8 @@ pub struct ReplicaConfig {
     pub timing: RaftTiming,
     /// Compact the raft log once it holds more than this many applied entries.
     pub compact_log_entries: u64,
+    /// Stamps proposed entries (the only clock the state machine ever sees).
+    pub clock: Clock,
 }
 
 /// What the caller must do after a call into the replica.
@@ -85,10 +108,7 @@ pub struct Replica {
     last_timestamp_ms: u64,
     role: StateRole,
     failed: Option<String>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    snapshots_installed: u64,
 }
 
 fn storage_fatal(shard: u32, e: StorageError) -> ! {
@@ -117,6 +137,8 @@ impl Replica {
             id: cfg.node_id,
             election_tick: cfg.timing.election_ticks,
             heartbeat_tick: cfg.timing.heartbeat_ticks,
+            max_election_tick: if cfg.timing.fixed_election_timeout { cfg.timing.election_ticks + 1 } else { 0 },
+            min_election_tick: if cfg.timing.fixed_election_timeout { cfg.timing.election_ticks } else { 0 },
             applied: applied_index,
             max_size_per_msg: MAX_ENTRY_BYTES as u64,
             max_inflight_msgs: 256,
@@ -142,6 +164,7 @@ impl Replica {
             last_timestamp_ms: 0,
             role: StateRole::Follower,
             failed: None,
+            snapshots_installed: 0,
         })
     }
 
@@ -293,7 +316,7 @@ impl Replica {
                 take += 1;
             }
             let chunk: Vec<(Command, ProposeReply)> = self.batch.drain(..take).collect();
-            self.last_timestamp_ms = self.last_timestamp_ms.max(now_ms());
+            self.last_timestamp_ms = self.last_timestamp_ms.max(self.cfg.clock.now_ms());
             let (commands, replies): (Vec<_>, Vec<_>) = chunk.into_iter().unzip();
             let data = EntryBatch { timestamp_ms: self.last_timestamp_ms, commands }.encode();
             let before = self.raw.raft.raft_log.last_index();
@@ -399,6 +422,7 @@ impl Replica {
             .unwrap_or_else(|e| storage_fatal(shard, e));
         self.raw.mut_store().apply_snapshot(&meta, batch);
         self.applied_index = meta.index;
+        self.snapshots_installed += 1;
         tracing::info!(shard, index = meta.index, term = meta.term, bytes = snapshot.data.len(), "installed snapshot");
     }
 
@@ -557,6 +581,7 @@ impl Replica {
             .to_string(),
             voters: self.raw.raft.prs().conf().voters().ids().iter().collect(),
             pending_proposals: self.batch.len() + self.proposals.iter().map(|p| p.replies.len()).sum::<usize>(),
+            snapshots_installed: self.snapshots_installed,
         }
     }
 }

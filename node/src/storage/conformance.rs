@@ -80,7 +80,13 @@ fn mem_engine_crash_keeps_only_synced_writes() {
     put(&engine, b"synced", b"1");
     engine.sync().unwrap();
     put(&engine, b"lost", b"2");
+    put(&engine, b"lost too", b"3");
     let after_crash = engine.durable_copy();
     assert_eq!(after_crash.get(b"synced").unwrap(), Some(b"1".to_vec()));
     assert_eq!(after_crash.get(b"lost").unwrap(), None);
+    let kept_one = engine.crash_copy(1);
+    assert_eq!(kept_one.get(b"lost").unwrap(), Some(b"2".to_vec()), "a prefix of unsynced batches");
+    assert_eq!(kept_one.get(b"lost too").unwrap(), None);
+    engine.sync().unwrap();
+    assert_eq!(engine.durable_copy().get(b"lost too").unwrap(), Some(b"3".to_vec()));
 }

@@ -3,8 +3,8 @@ use std::sync::Mutex;
 
 use super::engine::{Engine, Result, WriteBatch, WriteOp};
 
-/// An in-memory engine for tests and simulation. `sync` is free; `durable_copy` returns what
-/// a crash right now would keep (everything written before the last `sync`).
+/// An in-memory engine for tests and simulation. It keeps what a crash would leave behind:
+/// everything synced, plus (like sled) possibly a prefix of the batches written since.
 #[derive(Default)]
 pub struct MemEngine {
     state: Mutex<MemState>,
@@ -14,6 +14,8 @@ pub struct MemEngine {
 struct MemState {
     live: BTreeMap<Vec<u8>, Vec<u8>>,
     durable: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Batches written since the last sync, in order; `sync` applies them to `durable`.
+    unsynced: Vec<WriteBatch>,
 }
 
 impl MemEngine {
@@ -23,9 +25,25 @@ impl MemEngine {
 
     /// A new engine holding only what was synced: the state a crash would leave behind.
     pub fn durable_copy(&self) -> MemEngine {
+        self.crash_copy(0)
+    }
+
+    /// The state after a crash that kept the synced writes and the first `unsynced_batches_kept`
+    /// batches written since (a storage engine may have written some of them out).
+    pub fn crash_copy(&self, unsynced_batches_kept: usize) -> MemEngine {
         let state = self.state.lock().expect("mem engine lock");
-        let durable = state.durable.clone();
-        MemEngine { state: Mutex::new(MemState { live: durable.clone(), durable }) }
+        let mut durable = state.durable.clone();
+        for batch in state.unsynced.iter().take(unsynced_batches_kept) {
+            for op in &batch.ops {
+                apply(&mut durable, op);
+            }
+        }
+        MemEngine { state: Mutex::new(MemState { live: durable.clone(), durable, unsynced: Vec::new() }) }
+    }
+
+    /// Batches written since the last sync.
+    pub fn unsynced_batches(&self) -> usize {
+        self.state.lock().expect("mem engine lock").unsynced.len()
     }
 }
 
@@ -75,12 +93,18 @@ impl Engine for MemEngine {
         for op in &batch.ops {
             apply(&mut state.live, op);
         }
+        state.unsynced.push(batch);
         Ok(())
     }
 
     fn sync(&self) -> Result<()> {
         let mut state = self.state.lock().expect("mem engine lock");
-        state.durable = state.live.clone();
+        let MemState { durable, unsynced, .. } = &mut *state;
+        for batch in unsynced.drain(..) {
+            for op in &batch.ops {
+                apply(durable, op);
+            }
+        }
         Ok(())
     }
 }
