@@ -11,7 +11,11 @@ pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:700
 /// are decimal strings in an ISO 4217 currency ("9.99" USD). Mutating commands are idempotent
 /// per request id: after a TIMEOUT, run the command again with the --request-id it printed.
 #[derive(Parser, Debug)]
-#[command(name = "coinctl", version)]
+#[command(
+    name = "coinctl",
+    version,
+    after_help = "Load test and conservation check: coinctl bench --help"
+)]
 pub struct Args {
     /// Comma-separated gRPC endpoints of any nodes ("host:port"); leaders are found from there.
     #[arg(long, env = "COINLEDGER_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, global = true)]
