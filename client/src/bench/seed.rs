@@ -6,6 +6,7 @@ use std::time::Instant;
 use coinledger_client::proto::batch_command::Command;
 use coinledger_client::proto::batch_result::Result as Answer;
 use coinledger_client::proto::*;
+use coinledger_client::proto::ErrorCode;
 use coinledger_client::{Client, ClientError};
 use tokio::task::JoinSet;
 
@@ -32,7 +33,7 @@ pub async fn seed(
     loop {
         while batches.len() < SEED_BATCHES_IN_FLIGHT {
             let Some(first) = chunks.next() else { break };
-            let commands = (first..(first + SEED_BATCH).min(accounts))
+            let commands: Vec<BatchCommand> = (first..(first + SEED_BATCH).min(accounts))
                 .map(|i| BatchCommand {
                     command: Some(Command::Purchase(PurchaseRequest {
                         request_id: format!("{}seed-{i}", names.prefix),
@@ -46,15 +47,29 @@ pub async fn seed(
                 })
                 .collect();
             let client = client.clone();
-            batches.spawn(async move { client.submit_batch(commands).await });
+            batches.spawn(async move {
+                let outcomes = client.submit_batch(commands.clone()).await;
+                (commands, outcomes)
+            });
         }
         let Some(done) = batches.join_next().await else { break };
-        let outcomes = done.expect("seeding task panicked")?;
-        for outcome in outcomes {
-            match outcome? {
-                Answer::Purchase(r) => coins_each = r.coins_credited,
-                other => panic!("a purchase was answered {other:?}"),
-            }
+        let (commands, outcomes) = done.expect("seeding task panicked");
+        for (command, outcome) in commands.into_iter().zip(outcomes?) {
+            let reply = match outcome {
+                Ok(Answer::Purchase(r)) => r,
+                Ok(other) => panic!("a purchase was answered {other:?}"),
+                // Seen from SubmitBatch on 3 nodes: INTERNAL for a purchase that was applied.
+                // The same request id asks the node for the purchase's recorded outcome.
+                Err(e) if e.code == ErrorCode::Internal => {
+                    eprintln!("seeding: {e}; asking again with the same request id");
+                    let Some(Command::Purchase(req)) = command.command else {
+                        unreachable!("seeding sends purchases only")
+                    };
+                    client.purchase(req).await?
+                }
+                Err(e) => return Err(e),
+            };
+            coins_each = reply.coins_credited;
         }
     }
     eprintln!(
