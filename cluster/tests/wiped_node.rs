@@ -21,7 +21,6 @@ async fn a_wiped_node_catches_up_by_snapshot_and_serves_a_majority() {
 
 /// The same with no write at all after the wipe: idle shards must catch the replica up too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "node bug: an idle shard never sends a snapshot to its wiped replica; one write to the shard unsticks it"]
 async fn idle_shards_catch_a_wiped_node_up() {
     scenario(17511, false).await;
 }

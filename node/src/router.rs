@@ -187,9 +187,20 @@ impl Router {
                 )))
             }
         };
-        match self.propose(shard, cmd).await? {
+        match self.propose(shard, cmd.clone()).await? {
             Applied::Done(result) => Ok(result?),
-            Applied::Pending(effect) => self.drive_effect(effect).await,
+            Applied::Pending(effect) => match self.drive_effect(effect).await? {
+                // Another driver (the sweep, or a retry on another node) completed the effect
+                // first; the home shard recorded the final outcome under the request id.
+                Outcome::EffectCompleted => match self.propose(shard, cmd).await? {
+                    Applied::Done(result) => Ok(result?),
+                    Applied::Pending(e) => Err(NodeError::Unavailable(format!(
+                        "cross-shard effect {} is still being completed; retry with the same request id",
+                        e.id
+                    ))),
+                },
+                outcome => Ok(outcome),
+            },
         }
     }
 

@@ -21,7 +21,9 @@ pub fn deadline_of<T>(request: &Request<T>, cap: Duration) -> Duration {
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout)
-        .map_or(cap, |d| d.min(cap))
+        // tonic's server enforces grpc-timeout itself, with an untyped status: finish first,
+        // so the client gets our TIMEOUT (with its code and advice) instead.
+        .map_or(cap, |d| d.saturating_sub(d / 10).min(cap))
 }
 
 /// `grpc-timeout` is 1 to 8 digits followed by a unit: H, M, S, m (ms), u (µs), n (ns).
@@ -68,5 +70,7 @@ mod tests {
         let mut r = Request::new(());
         r.metadata_mut().insert("grpc-timeout", "1H".parse().unwrap());
         assert_eq!(deadline_of(&r, Duration::from_secs(10)), Duration::from_secs(10));
+        r.metadata_mut().insert("grpc-timeout", "1000m".parse().unwrap());
+        assert_eq!(deadline_of(&r, Duration::from_secs(10)), Duration::from_millis(900));
     }
 }

@@ -229,24 +229,29 @@ impl Replica {
             let last = self.raw.raft.raft_log.last_index();
             if msg.commit > last {
                 tracing::warn!(shard = self.cfg.shard, commit = msg.commit, last, "heartbeat commit beyond our log (wiped or lost data?): clamped");
-                lost_data_at = Some(msg.commit);
+                lost_data_at = Some((msg.from, msg.commit));
                 msg.commit = last;
             }
         }
         if let Err(e) = self.raw.step(msg) {
             tracing::debug!(shard = self.cfg.shard, error = %e, "raft message dropped");
         }
-        if let Some(leader_commit) = lost_data_at {
+        if let Some((leader, leader_commit)) = lost_data_at {
             // The leader believes we hold its log up to `leader_commit` (= min(its match for
-            // us, its commit)). Ask for a snapshot. raft-rs drops a request whose index is
-            // below the leader's match as stale, so the request names that index.
-            if self.raw.request_snapshot().is_ok() {
-                for m in self.raw.raft.msgs.iter_mut() {
-                    if m.get_msg_type() == MessageType::MsgAppendResponse && m.request_snapshot != 0 {
-                        m.index = m.index.max(leader_commit);
-                    }
-                }
-            }
+            // us, its commit)) and will not notice otherwise on an idle shard. Ask it for a
+            // snapshot. raft-rs's own request_snapshot refuses on an empty log, and a leader
+            // drops rejections below its match as stale, so the request is built here, naming
+            // that index.
+            let mut m = RaftMessage::default();
+            m.set_msg_type(MessageType::MsgAppendResponse);
+            m.to = leader;
+            m.from = self.cfg.node_id;
+            m.term = self.raw.raft.term;
+            m.index = leader_commit;
+            m.reject = true;
+            m.reject_hint = self.raw.raft.raft_log.last_index();
+            m.request_snapshot = leader_commit;
+            self.raw.raft.msgs.push(m);
         }
     }
 
