@@ -122,6 +122,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     cfg.validate()?;
     let members = Arc::new(cfg.members()?);
     let placement = Placement::new(&members, cfg.replication()?)?;
+    // Peer connections leave from our own listen IP (when it is a specific one), so firewall
+    // rules between node addresses see which node is talking.
+    let source_ip = Some(cfg.listen.ip()).filter(|ip| !ip.is_unspecified());
     let engine: SharedEngine = Arc::new(
         SledEngine::open(&cfg.data_dir).map_err(|e| format!("cannot open {}: {e}", cfg.data_dir.display()))?,
     );
@@ -151,14 +154,14 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let hooks = Arc::new(NodeHooks {
         router: OnceLock::new(),
         runtime: tokio::runtime::Handle::current(),
-        links: RaftLinks::start(cfg.id, &members),
+        links: RaftLinks::start(cfg.id, &members, source_ip),
     });
     let hosted = start_shards(replicas, cfg.shard_threads as usize, syncer, hooks.clone(), Duration::from_millis(cfg.tick_ms));
     let mut shards: Vec<Option<Addr<ShardActor>>> = vec![None; cfg.shards as usize];
     for (shard, addr) in hosted {
         shards[shard as usize] = Some(addr);
     }
-    let peers = Peers::new(cfg.id, &members)?;
+    let peers = Peers::new(cfg.id, &members, source_ip)?;
     let router = Arc::new(Router::new(cfg.id, layout, placement, shards, peers));
     let _ = hooks.router.set(router.clone());
     tokio::spawn(router::sweep_forever(router.clone(), Duration::from_millis(cfg.effect_sweep_ms)));

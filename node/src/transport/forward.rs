@@ -39,13 +39,14 @@ pub struct Peers {
 }
 
 impl Peers {
-    pub fn new(self_id: u64, members: &BTreeMap<u64, String>) -> Result<Self, String> {
+    pub fn new(self_id: u64, members: &BTreeMap<u64, String>, source_ip: Option<std::net::IpAddr>) -> Result<Self, String> {
         let mut clients = BTreeMap::new();
         for (&id, addr) in members.iter().filter(|(&id, _)| id != self_id) {
             let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
                 .map_err(|e| format!("peer {id} address {addr:?}: {e}"))?
                 .connect_timeout(Duration::from_millis(1_000))
-                .tcp_nodelay(true);
+                .tcp_nodelay(true)
+                .local_address(source_ip);
             let client = PeerClient::new(endpoint.connect_lazy())
                 .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
                 .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX);

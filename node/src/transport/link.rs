@@ -34,11 +34,13 @@ pub struct RaftLinks {
 
 impl RaftLinks {
     /// Starts one link task per peer (every member but `self_id`) on the current runtime.
-    pub fn start(self_id: u64, members: &BTreeMap<u64, String>) -> Self {
+    /// `source_ip`: the local address peer connections leave from (the node's own listen IP),
+    /// so that per-node-pair firewall rules, as the chaos harness uses, see who talks to whom.
+    pub fn start(self_id: u64, members: &BTreeMap<u64, String>, source_ip: Option<std::net::IpAddr>) -> Self {
         let mut queues = BTreeMap::new();
         for (&id, addr) in members.iter().filter(|(&id, _)| id != self_id) {
             let (tx, rx) = mpsc::channel(QUEUE_MESSAGES_MAX);
-            tokio::spawn(run_link(self_id, id, addr.clone(), rx));
+            tokio::spawn(run_link(self_id, id, addr.clone(), source_ip, rx));
             queues.insert(id, tx);
         }
         Self { queues }
@@ -59,11 +61,14 @@ impl RaftLinks {
     }
 }
 
-async fn run_link(self_id: u64, peer: u64, addr: String, mut queue: mpsc::Receiver<ShardMessage>) {
+async fn run_link(self_id: u64, peer: u64, addr: String, source_ip: Option<std::net::IpAddr>, mut queue: mpsc::Receiver<ShardMessage>) {
     let mut backoff_ms = BACKOFF_MS_MIN;
     loop {
         let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
-            Ok(e) => e.connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS)).tcp_nodelay(true),
+            Ok(e) => e
+                .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+                .tcp_nodelay(true)
+                .local_address(source_ip),
             Err(e) => {
                 tracing::error!(peer, %addr, error = %e, "invalid peer address; link stopped");
                 return;
