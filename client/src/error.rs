@@ -137,7 +137,9 @@ fn code_from_grpc(status: &Status) -> ErrorCode {
     }
     match status.code() {
         Code::Unavailable => ErrorCode::Unavailable,
-        Code::DeadlineExceeded => ErrorCode::Timeout,
+        // A server-side grpc-timeout expiry is answered CANCELLED by tonic: the call may or
+        // may not have executed, exactly like a deadline.
+        Code::DeadlineExceeded | Code::Cancelled => ErrorCode::Timeout,
         Code::InvalidArgument => ErrorCode::InvalidArgument,
         _ => ErrorCode::Internal,
     }
@@ -181,6 +183,13 @@ mod tests {
             "status message",
             detail.encode_to_vec().into(),
         )
+    }
+
+    #[test]
+    fn a_cancelled_call_is_an_unknown_outcome() {
+        let e = ClientError::from_status(&Status::cancelled("Timeout expired"), Some("a"));
+        assert_eq!(e.code, ErrorCode::Timeout);
+        assert!(e.is_retryable());
     }
 
     #[test]
