@@ -389,7 +389,13 @@ impl Replica {
             .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
             .map(|m| m.to)
             .collect();
-        let persisted = rd.take_persisted_messages();
+        let (persisted, immediate): (Vec<RaftMessage>, Vec<RaftMessage>) = rd
+            .take_persisted_messages()
+            .into_iter()
+            // A heartbeat response claims nothing about our log or vote, so it need not wait
+            // for an fsync; holding it there lets a slow disk fail the leader's check-quorum.
+            .partition(|m| m.get_msg_type() != MessageType::MsgHeartbeatResponse);
+        out.messages.extend(immediate);
         let number = rd.number();
         // A Ready's persisted messages may rely on any earlier Ready being durable, so once
         // one Ready waits for an fsync, every later one waits behind it.
