@@ -129,7 +129,7 @@ impl Router {
                     PeerRequest::Read { query, .. } => self.read_local(shard, query.clone()).await.map(PeerReply::Read),
                 }
             } else {
-                self.peers.forward(target, &request, FORWARD_TIMEOUT).await
+                self.peers.forward(target, request.clone(), FORWARD_TIMEOUT).await
             };
             let next = match &result {
                 Err(NodeError::NotLeader { leader_id: Some(leader), .. }) if *leader != target => Some(*leader),
@@ -266,13 +266,20 @@ impl Router {
         }
     }
 
-    /// Re-drives every effect pending in `shard`'s outbox (after a leader change, a crash, or a
-    /// client that gave up). Reads the outbox linearizably, so nothing committed is missed.
-    pub async fn sweep_effects(&self, shard: u32) -> NodeResult<usize> {
-        let effects = match self.read(shard, ReadQuery::PendingEffects).await? {
+    /// Re-drives the effects pending in `shard`'s outbox that were committed at least
+    /// `min_age_ms` ago (0: all of them, after a leader change or a crash). Younger ones are
+    /// normally still being driven by the request that created them, maybe on another node;
+    /// driving them twice is harmless but doubles their raft rounds. Reads the outbox
+    /// linearizably, so nothing committed is missed.
+    pub async fn sweep_effects(&self, shard: u32, min_age_ms: u64) -> NodeResult<usize> {
+        let mut effects = match self.read(shard, ReadQuery::PendingEffects).await? {
             ReadAnswer::PendingEffects(effects) => effects,
             other => return Err(NodeError::Internal(format!("pending effects read answered {other:?}"))),
         };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        effects.retain(|e| now_ms.saturating_sub(effect_timestamp_ms(e)) >= min_age_ms);
         let count = effects.len();
         for chunk in effects.chunks(SWEEP_BATCH) {
             let drives = chunk.iter().cloned().map(|effect| async move {
@@ -309,7 +316,17 @@ impl Router {
     }
 }
 
-/// Periodic safety net: re-drives pending effects of the shards this node leads.
+/// When the effect's home entry was committed (leader's clock).
+fn effect_timestamp_ms(effect: &Effect) -> u64 {
+    match &effect.kind {
+        ledger::EffectKind::CreditPurchase { timestamp_ms, .. }
+        | ledger::EffectKind::CreditGift { timestamp_ms, .. }
+        | ledger::EffectKind::Clawback { timestamp_ms, .. } => *timestamp_ms,
+    }
+}
+
+/// Periodic safety net: re-drives pending effects, older than one period, of the shards this
+/// node leads (an effect whose driver gave up: a client timeout, a crashed forwarding node).
 pub async fn sweep_forever(router: Arc<Router>, every: Duration) {
     let mut interval = tokio::time::interval(every);
     loop {
@@ -317,7 +334,7 @@ pub async fn sweep_forever(router: Arc<Router>, every: Duration) {
         for shard in (0..router.layout.shard_count).filter(|&s| router.hosts(s)) {
             match router.status(shard).await {
                 Ok(st) if st.role == "leader" => {
-                    if let Err(e) = router.sweep_effects(shard).await {
+                    if let Err(e) = router.sweep_effects(shard, every.as_millis() as u64).await {
                         tracing::debug!(shard, error = %e, "effect sweep skipped");
                     }
                 }

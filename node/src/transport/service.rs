@@ -54,11 +54,11 @@ impl Peer for PeerService {
     async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
         let r = request.into_inner();
         let timeout = Duration::from_millis(r.deadline_ms).min(self.request_timeout);
-        let answer = match postcard::from_bytes::<PeerRequest>(&r.command) {
-            Ok(req) => self.serve(req, timeout).await,
-            Err(e) => Err(NodeError::Internal(format!("undecodable forwarded request: {e}"))),
-        };
-        let outcome = postcard::to_stdvec(&answer).map_err(|e| Status::internal(format!("encode forward reply: {e}")))?;
-        Ok(Response::new(ForwardReply { outcome }))
+        let requests: Vec<PeerRequest> = postcard::from_bytes(&r.requests)
+            .map_err(|e| Status::invalid_argument(format!("undecodable forwarded requests: {e}")))?;
+        let answers: Vec<NodeResult<PeerReply>> =
+            futures::future::join_all(requests.into_iter().map(|req| self.serve(req, timeout))).await;
+        let replies = postcard::to_stdvec(&answers).map_err(|e| Status::internal(format!("encode forward reply: {e}")))?;
+        Ok(Response::new(ForwardReply { replies }))
     }
 }
