@@ -109,7 +109,16 @@ pub struct Replica {
     role: StateRole,
     failed: Option<String>,
     snapshots_installed: u64,
+    ticks: u64,
+    /// Consecutive rebalance checks in which the preferred leader was caught up.
+    preferred_caught_up_checks: u32,
 }
+
+/// Ticks between checks whether leadership should go back to the shard's preferred replica.
+const REBALANCE_CHECK_TICKS: u64 = 10;
+/// Consecutive checks the preferred replica must be caught up before leadership moves to it,
+/// so a flapping node does not drag leadership around.
+const REBALANCE_STABLE_CHECKS: u32 = 3;
 
 fn storage_fatal(shard: u32, e: StorageError) -> ! {
     panic!("shard {shard}: storage failure: {e}")
@@ -165,6 +174,8 @@ impl Replica {
             role: StateRole::Follower,
             failed: None,
             snapshots_installed: 0,
+            preferred_caught_up_checks: 0,
+            ticks: 0,
         })
     }
 
@@ -257,6 +268,31 @@ impl Replica {
 
     pub fn tick(&mut self) {
         self.raw.tick();
+        self.ticks += 1;
+        if self.ticks % REBALANCE_CHECK_TICKS == 0 {
+            self.rebalance();
+        }
+    }
+
+    /// Leaders start spread over the nodes (each shard's first replica campaigns first), but
+    /// failovers pile them up on the survivors. A leader that is not its shard's preferred
+    /// replica hands leadership back once that replica has been fully caught up for a while.
+    fn rebalance(&mut self) {
+        let preferred = self.cfg.voters[0];
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader || preferred == self.cfg.node_id || raft.lead_transferee.is_some() {
+            self.preferred_caught_up_checks = 0;
+            return;
+        }
+        let caught_up = raft.prs().get(preferred).is_some_and(|p| {
+            p.state == raft::ProgressState::Replicate && p.matched == raft.raft_log.last_index()
+        });
+        self.preferred_caught_up_checks = if caught_up { self.preferred_caught_up_checks + 1 } else { 0 };
+        if self.preferred_caught_up_checks >= REBALANCE_STABLE_CHECKS {
+            tracing::info!(shard = self.cfg.shard, to = preferred, "handing leadership back to the preferred replica");
+            self.preferred_caught_up_checks = 0;
+            self.raw.transfer_leader(preferred);
+        }
     }
 
     /// The fsync covering Ready `number` and all earlier ones completed.
