@@ -92,6 +92,55 @@ pub enum Cmd {
         #[arg(long = "node-arg", allow_hyphen_values = true)]
         node_args: Vec<String>,
     },
+    /// Start a fresh cluster on 127.0.0.11.., run a workload from concurrent clients while
+    /// injecting faults drawn from --seed (SIGKILL, SIGSTOP pauses, iptables partitions,
+    /// restarts, wiped data dirs), heal, wait for quiescence and check the whole history.
+    /// Prints a verdict and tables, writes history.jsonl, report.md and report.json into
+    /// --out; exits 1 on any violation.
+    Chaos {
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=9))]
+        nodes: u64,
+        /// Length of the faulty phase, e.g. 60s, 2m, 90 (seconds).
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Comma-separated subset of kill,pause,partition,restart,wipe (default: all; without
+        /// usable iptables, partition is then skipped with a warning).
+        #[arg(long)]
+        faults: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Where the cluster, history.jsonl, report.md and report.json go (a previous run's
+        /// cluster there is deleted).
+        #[arg(long, default_value = "./chaos-out")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        shards: u32,
+        #[arg(long, default_value_t = 7301)]
+        base_port: u16,
+        #[arg(long)]
+        node_bin: Option<PathBuf>,
+        #[arg(long = "node-arg", allow_hyphen_values = true)]
+        node_args: Vec<String>,
+    },
+}
+
+/// "60s", "2m", "500ms", "90" (seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?} (e.g. 60s, 2m, 500ms)"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        "m" | "min" => Ok(std::time::Duration::from_secs(n * 60)),
+        "h" => Ok(std::time::Duration::from_secs(n * 3600)),
+        _ => Err(format!("bad duration unit in {s:?} (ms, s, m, h)")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -53,7 +53,7 @@ pub struct ClusterOptions {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NodeSpec {
     pub id: u64,
-    /// "127.0.0.1:PORT"
+    /// "HOST:PORT" (127.0.0.1 unless the spec was made with per-node hosts)
     pub addr: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
@@ -76,6 +76,13 @@ impl ClusterSpec {
     /// The spec for `opts`; `opts.data_dir` is made absolute so pid checks and restarts from
     /// another working directory see the same paths.
     pub fn new(opts: &ClusterOptions) -> Result<ClusterSpec> {
+        ClusterSpec::new_on_hosts(opts, |_| "127.0.0.1".to_string())
+    }
+
+    /// Like [`ClusterSpec::new`], with node i listening on `host_of(i)` (e.g. its own loopback
+    /// address 127.0.0.(10+i), so firewall rules between node addresses cut node pairs: peer
+    /// connections leave from the node's listen IP).
+    pub fn new_on_hosts(opts: &ClusterOptions, host_of: impl Fn(u64) -> String) -> Result<ClusterSpec> {
         if opts.nodes == 0 || opts.nodes > 64 {
             return Err(format!("--nodes {} is outside 1..=64", opts.nodes));
         }
@@ -84,7 +91,7 @@ impl ClusterSpec {
             return Err(format!("ports {}..={last} are not valid ports", opts.base_port));
         }
         let dir = absolute(&opts.data_dir)?;
-        let addr = |i: u64| format!("127.0.0.1:{}", opts.base_port as u64 + i - 1);
+        let addr = |i: u64| format!("{}:{}", host_of(i), opts.base_port as u64 + i - 1);
         let peers = (1..=opts.nodes).map(|i| format!("{i}={}", addr(i))).collect::<Vec<_>>().join(",");
         let nodes = (1..=opts.nodes)
             .map(|i| {

@@ -15,6 +15,7 @@ use coinledger_cluster::launcher::{
     live_pid, locate_node_bin, log_tail, node_status, signal_node, spawn_node, wipe_data, Attach, Cluster,
     ClusterOptions, ClusterSpec, Result, Sig,
 };
+use coinledger_cluster::chaos::{self, faults::FaultKind, ChaosOptions};
 use coinledger_cluster::ops;
 
 use cli::{Cli, Cmd};
@@ -56,6 +57,9 @@ async fn main() -> ExitCode {
                 }
                 Err(e) => Err(e),
             }
+        }
+        Cmd::Chaos { nodes, duration, faults, seed, clients, out, shards, base_port, node_bin, node_args } => {
+            chaos(nodes, duration, faults, seed, clients, out, shards, base_port, node_bin, node_args).await
         }
     };
     match result {
@@ -146,6 +150,47 @@ async fn up(opts: ClusterOptions) -> Result<()> {
         let _ = std::fs::remove_file(&n.pid_file);
     }
     Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn chaos(
+    nodes: u64,
+    duration: Duration,
+    faults: Option<String>,
+    seed: u64,
+    clients: usize,
+    out: std::path::PathBuf,
+    shards: u32,
+    base_port: u16,
+    node_bin: Option<std::path::PathBuf>,
+    node_args: Vec<String>,
+) -> Result<()> {
+    let node_bin = locate_node_bin(node_bin.as_deref())?;
+    let kinds = match &faults {
+        Some(list) => FaultKind::parse_list(list)?,
+        None => FaultKind::ALL.to_vec(),
+    };
+    let opts = ChaosOptions {
+        nodes,
+        duration,
+        faults: kinds,
+        faults_explicit: faults.is_some(),
+        seed,
+        clients: clients.max(1),
+        out: out.clone(),
+        shards,
+        base_port,
+        node_bin,
+        extra_args: node_args,
+    };
+    let report = chaos::run(opts, &mut |line| println!("{line}")).await?;
+    println!("{}", report.render());
+    println!("history, report.md and report.json in {}", out.display());
+    if report.passed() {
+        Ok(())
+    } else {
+        Err("the checker found violations (see above)".into())
+    }
 }
 
 async fn status(dir: &Path) -> Result<()> {

@@ -1,0 +1,265 @@
+//! `coinledger-cluster chaos`: a fresh cluster of real node processes on per-node loopback
+//! addresses, a workload from concurrent client tasks, faults on a schedule drawn from the
+//! seed, then heal, quiescence, and the checker over the whole history.
+//!
+//! Files: `rng.rs` (seeded randomness), `history.rs` (operations and outcomes), `workload.rs`
+//! (client tasks), `faults.rs` (schedule and injection), `net.rs` (iptables), `monitor.rs`
+//! (failovers, quiescence), `check/` (one module per invariant), `report.rs` (tables, files).
+
+pub mod check;
+pub mod faults;
+pub mod history;
+pub mod monitor;
+pub mod net;
+pub mod report;
+pub mod rng;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coinledger_client::proto::{AuditRequest, BalanceRequest, ErrorCode};
+use coinledger_client::Client;
+
+use self::check::model::{accounts_named, State};
+use self::check::Check;
+use self::faults::{FaultKind, Injected, Injector};
+use self::history::{definite, History, Outcome};
+use self::monitor::{wait_quiescent, Monitor};
+use self::report::Report;
+use self::workload::{Workload, WorkloadOptions};
+use crate::launcher::{Cluster, ClusterOptions, ClusterSpec, Result};
+
+/// Log entries after which every node compacts its raft log, so a wiped node catches up by
+/// snapshot.
+pub const COMPACT_LOG_ENTRIES: u64 = 200;
+/// How long a client task retries one operation with the same request id.
+pub const OP_DEADLINE: Duration = Duration::from_secs(10);
+/// Bound on the wait for quiescence after the heal.
+pub const QUIESCENCE_LIMIT: Duration = Duration::from_secs(120);
+/// Bound on resolving the unknown outcomes after the heal.
+pub const RESOLVE_LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    pub nodes: u64,
+    pub duration: Duration,
+    pub faults: Vec<FaultKind>,
+    /// True if --faults was given: then a missing iptables is an error for partitions, not a
+    /// warning.
+    pub faults_explicit: bool,
+    pub seed: u64,
+    pub clients: usize,
+    pub out: PathBuf,
+    pub shards: u32,
+    pub base_port: u16,
+    pub node_bin: PathBuf,
+    pub extra_args: Vec<String>,
+}
+
+/// Runs the whole thing; `say` gets progress lines. Ok(report) also when the checker found
+/// violations (`report.passed()` tells); Err when the run itself could not be carried out.
+pub async fn run(opts: ChaosOptions, say: &mut (dyn FnMut(String) + Send)) -> Result<Report> {
+    tokio::select! {
+        r = run_inner(opts, say) => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted (Ctrl-C): nodes stopped, firewall rules removed".into()),
+    }
+}
+
+async fn run_inner(opts: ChaosOptions, say: &mut (dyn FnMut(String) + Send)) -> Result<Report> {
+    let mut faults = opts.faults.clone();
+    let mut warnings = Vec::new();
+    let firewall = if faults.contains(&FaultKind::Partition) {
+        match net::available() {
+            Ok(v) => {
+                let fw = net::Firewall::new()?;
+                say(format!("iptables: {v}; rules in chain {} (removed on exit)", fw.chain()));
+                Some(fw)
+            }
+            Err(e) if opts.faults_explicit => {
+                return Err(format!("--faults asks for partition but iptables is unusable: {e} (run as root with iptables installed, or leave partition out)"))
+            }
+            Err(e) => {
+                let w = format!("warning: iptables unusable ({e}): partition faults skipped");
+                say(w.clone());
+                warnings.push(w);
+                faults.retain(|k| *k != FaultKind::Partition);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let duration_ms = opts.duration.as_millis() as u64;
+    let plan = faults::schedule(opts.seed, opts.nodes, duration_ms, &faults);
+
+    std::fs::create_dir_all(&opts.out).map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
+    let cluster_dir = opts.out.join("cluster");
+    crate::failover::prepare_fresh_dir(&cluster_dir)?;
+    let mut extra_args = vec!["--compact-log-entries".to_string(), COMPACT_LOG_ENTRIES.to_string()];
+    extra_args.extend(opts.extra_args.iter().cloned());
+    let copts = ClusterOptions {
+        nodes: opts.nodes,
+        base_port: opts.base_port,
+        data_dir: cluster_dir,
+        shards: opts.shards,
+        replication: None,
+        node_bin: opts.node_bin.clone(),
+        extra_args,
+    };
+    let spec = ClusterSpec::new_on_hosts(&copts, net::node_ip)?;
+    say(format!(
+        "chaos: {} nodes ({}), {} shards, {} s, faults {:?}, seed {}, {} clients, {} faults planned",
+        opts.nodes,
+        spec.endpoints(),
+        opts.shards,
+        opts.duration.as_secs(),
+        faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        opts.seed,
+        opts.clients,
+        plan.len()
+    ));
+    let cluster = Cluster::launch(spec.clone())?;
+    cluster.wait_ready(Duration::from_secs(30), true).await?;
+    let client = cluster.client_with(1_000, 5_000, 200);
+    let cluster = Arc::new(Mutex::new(cluster));
+    let mut injector = Injector { cluster: cluster.clone(), firewall };
+
+    let history = Arc::new(History::new());
+    let monitor = Monitor::start(spec.clone(), history.started, Duration::from_millis(250));
+    let workload = Workload::start(
+        client.clone(),
+        history.clone(),
+        &WorkloadOptions { clients: opts.clients, seed: opts.seed, op_deadline: OP_DEADLINE },
+    );
+    let mut injected: Vec<Injected> = Vec::new();
+    for planned in &plan {
+        let now = history.now_ms();
+        if planned.at_ms > now {
+            tokio::time::sleep(Duration::from_millis(planned.at_ms - now)).await;
+        }
+        if history.now_ms() + 1_000 > duration_ms {
+            break;
+        }
+        let clock = { let h = history.clone(); move || h.now_ms() };
+        let started_ms = history.now_ms();
+        let result = injector.run(&planned.action, &clock).await;
+        let line = match &result {
+            Ok((s, h)) => format!("{:>7} ms  {:<9} {} (healed at {h} ms)", s, planned.action.kind().name(), planned.action.describe()),
+            Err(e) => format!("{started_ms:>7} ms  {:<9} {} FAILED: {e}", planned.action.kind().name(), planned.action.describe()),
+        };
+        say(line);
+        injected.push(Injected {
+            planned: planned.clone(),
+            started_ms: result.as_ref().map_or(started_ms, |(s, _)| *s),
+            healed_ms: result.as_ref().ok().map(|(_, h)| *h),
+            error: result.err(),
+            recover_ms: None,
+        });
+    }
+    let now = history.now_ms();
+    if now < duration_ms {
+        tokio::time::sleep(Duration::from_millis(duration_ms - now)).await;
+    }
+    let heal_errors = injector.heal_all();
+    for e in &heal_errors {
+        say(format!("heal: {e}"));
+    }
+    let internal_answers = workload.stop().await;
+    let failovers = monitor.stop().await;
+    let run_ms = history.now_ms();
+    say(format!("workload stopped at {run_ms} ms; {} operations; healing and waiting for quiescence", history.snapshot().len()));
+
+    let spec = cluster.lock().unwrap_or_else(|p| p.into_inner()).spec.clone();
+    {
+        let c = Cluster::attach(&spec.dir)?;
+        c.wait_ready(Duration::from_secs(60), true).await?;
+    }
+    let (_, quiet_after) = wait_quiescent(&spec, &client, QUIESCENCE_LIMIT).await?;
+    say(format!("quiescent after {} ms", quiet_after.as_millis()));
+
+    let unresolved = resolve_unknown(&client, &history, RESOLVE_LIMIT).await;
+    say(format!("unknown outcomes resolved by retrying their request ids ({unresolved} left unresolved)"));
+    wait_quiescent(&spec, &client, QUIESCENCE_LIMIT).await?;
+
+    let ops = history.snapshot();
+    let mut checks: Vec<Check> = Vec::new();
+    checks.push(check::no_loss::check(&client, &ops, 20).await);
+    let mut once = check::once::check_ids_and_probe(&client, &ops).await;
+    let (audit, _) = wait_quiescent(&spec, &client, QUIESCENCE_LIMIT).await?;
+    let final_invoke_ms = history.now_ms();
+    let finals = read_finals(&client, &accounts_named(&ops)).await?;
+    let end_ms = history.now_ms().max(final_invoke_ms + 1);
+    check::once::check_balances(&mut once, &ops, &finals);
+    checks.push(once);
+    let finals_list: Vec<(String, Option<State>)> = finals.iter().map(|(a, s)| (a.clone(), *s)).collect();
+    checks.push(check::non_negative::check(&ops, &finals_list));
+    let audit = client.audit(AuditRequest {}).await.unwrap_or(audit);
+    checks.push(check::conservation::check(&ops, &audit));
+    let lin_started = std::time::Instant::now();
+    let mut lin = check::linearizable::check(&ops, &finals, end_ms);
+    lin.notes.push(format!("search took {} ms", lin_started.elapsed().as_millis()));
+    checks.push(lin);
+    if unresolved > 0 {
+        let mut c = Check::new("resolution");
+        c.violation(format!("{unresolved} unknown outcomes still unknown {RESOLVE_LIMIT:?} after the heal"));
+        checks.push(c);
+    }
+
+    report::fill_recovery(&mut injected, &ops);
+    let report = Report::new(&opts, faults, warnings, ops, injected, failovers, checks, audit, internal_answers, run_ms, quiet_after);
+    report.write(&opts.out, &history)?;
+    cluster.lock().unwrap_or_else(|p| p.into_inner()).stop_all(Duration::from_secs(5));
+    drop(injector);
+    Ok(report)
+}
+
+/// Retries every unknown-outcome mutation with its own request id and body until a definite
+/// answer; returns how many are still unknown after `limit`.
+pub async fn resolve_unknown(client: &Client, history: &History, limit: Duration) -> usize {
+    let started = std::time::Instant::now();
+    let mut left = 0;
+    for op in history.snapshot() {
+        if !op.req.is_mutation() || !matches!(op.outcome, Outcome::Unknown { .. }) {
+            continue;
+        }
+        loop {
+            match definite(op.req.send(client).await) {
+                Ok(o) => {
+                    history.resolve(op.id, o);
+                    break;
+                }
+                Err(_) if started.elapsed() < limit => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(_) => {
+                    left += 1;
+                    break;
+                }
+            }
+        }
+    }
+    left
+}
+
+/// Every account's balance after quiescence (None: never opened).
+pub async fn read_finals(client: &Client, accounts: &[String]) -> Result<BTreeMap<String, Option<State>>> {
+    let mut out = BTreeMap::new();
+    for account in accounts {
+        let mut tries = 0;
+        let state = loop {
+            tries += 1;
+            match client.balance(BalanceRequest { account: account.clone() }).await {
+                Ok(b) => break Some(State::of(&b)),
+                Err(e) if e.code == ErrorCode::AccountNotFound => break None,
+                Err(e) if tries < 20 => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(format!("final balance of {account}: {e}")),
+            }
+        };
+        out.insert(account.clone(), state);
+    }
+    Ok(out)
+}
