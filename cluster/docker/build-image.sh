@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the coinledger-node:latest image FROM scratch around fully static binaries.
 #
-#   cluster/docker/build-image.sh [IMAGE_TAG]      (default coinledger-node:latest)
+#   cluster/docker/build-image.sh [--rev GIT_REV] [IMAGE_TAG]   (default coinledger-node:latest)
 #
+# Without --rev it builds the working tree as it is. With --rev (e.g. HEAD) it builds exactly
+# that commit (git archive into target/static/src), which is what you want when the working
+# tree holds someone's half-done edits.
 # 1. cargo builds coinledger-node and coinctl with +crt-static into target/static (a separate
 #    target dir: the main target/ is not touched). --target is explicit so RUSTFLAGS apply to
 #    the binaries only, not to build scripts and proc-macros.
@@ -14,6 +17,11 @@ set -euo pipefail
 die() { echo "build-image: ERROR: $*" >&2; exit 1; }
 trap 'echo "build-image: ERROR: command failed (line $LINENO): $BASH_COMMAND" >&2' ERR
 
+REV=""
+if [ "${1:-}" = "--rev" ]; then
+    [ -n "${2:-}" ] || die "--rev needs a git revision"
+    REV="$2"; shift 2
+fi
 TAG="${1:-coinledger-node:latest}"
 TARGET=x86_64-unknown-linux-gnu
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -26,9 +34,20 @@ command -v file >/dev/null || die "file not found (apt-get install file)"
 
 export CARGO_TARGET_DIR="$ROOT/target/static"
 export RUSTFLAGS='-C target-feature=+crt-static'
+SRC="$ROOT"
+if [ -n "$REV" ]; then
+    commit="$(git rev-parse --verify "$REV^{commit}")" || die "unknown git revision $REV"
+    SRC="$CARGO_TARGET_DIR/src"
+    rm -rf "$SRC" && mkdir -p "$SRC"
+    git archive "$commit" | tar -x -C "$SRC"
+    echo "build-image: building commit $commit (git archive into $SRC)"
+else
+    echo "build-image: building the working tree ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' + uncommitted changes'))"
+fi
 echo "build-image: cargo build (static, $TARGET) into $CARGO_TARGET_DIR"
-cargo build --release --locked --target "$TARGET" \
-    -p coinledger-node -p coinledger-client --bin coinledger-node --bin coinctl
+(cd "$SRC" && cargo build --release --locked --target "$TARGET" \
+    -p coinledger-node -p coinledger-client --bin coinledger-node --bin coinctl) \
+    || die "cargo build failed (try --rev HEAD if the working tree does not compile)"
 
 BIN="$CARGO_TARGET_DIR/$TARGET/release"
 for b in coinledger-node coinctl; do

@@ -35,8 +35,10 @@ use crate::launcher::{Cluster, ClusterOptions, ClusterSpec, Result};
 /// Log entries after which every node compacts its raft log, so a wiped node catches up by
 /// snapshot.
 pub const COMPACT_LOG_ENTRIES: u64 = 200;
-/// How long a client task retries one operation with the same request id.
-pub const OP_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a client task retries one operation with the same request id before it records
+/// the outcome as unknown: shorter than the longest faults (kills of up to 4 s, partitions of
+/// up to 5 s), so unknown outcomes happen and their resolution is exercised.
+pub const OP_DEADLINE: Duration = Duration::from_secs(3);
 /// Bound on the wait for quiescence after the heal.
 pub const QUIESCENCE_LIMIT: Duration = Duration::from_secs(120);
 /// Bound on resolving the unknown outcomes after the heal.
