@@ -452,8 +452,12 @@ impl Cluster {
         live_pid(self.spec.node(id).ok()?)
     }
 
+    /// True while the node's process exists. A child of ours counts until it is reaped: its
+    /// main thread can show as a zombie while other threads (one in fsync, say) still hold the
+    /// data dir's lock, and a node started then fails with "could not acquire lock".
     pub fn is_running(&self, id: u64) -> bool {
-        self.pid(id).is_some()
+        let running = self.pid(id).is_some();
+        running || self.children.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id)
     }
 
     /// Reaps children that exited; returns (node, exit description) for each.

@@ -246,22 +246,20 @@ pub async fn resolve_unknown(client: &Client, history: &History, limit: Duration
 
 /// Every account's balance after quiescence (None: never opened).
 pub async fn read_finals(client: &Client, accounts: &[String]) -> Result<BTreeMap<String, Option<State>>> {
-    let mut out = BTreeMap::new();
-    for account in accounts {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    stream::iter(accounts.iter().map(|account| async move {
         let mut tries = 0;
-        let state = loop {
+        loop {
             tries += 1;
             match client.balance(BalanceRequest { account: account.clone() }).await {
-                Ok(b) => break Some(State::of(&b)),
-                Err(e) if e.code == ErrorCode::AccountNotFound => break None,
-                Err(e) if tries < 20 => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                Ok(b) => return Ok((account.clone(), Some(State::of(&b)))),
+                Err(e) if e.code == ErrorCode::AccountNotFound => return Ok((account.clone(), None)),
+                Err(_) if tries < 20 => tokio::time::sleep(Duration::from_millis(200)).await,
                 Err(e) => return Err(format!("final balance of {account}: {e}")),
             }
-        };
-        out.insert(account.clone(), state);
-    }
-    Ok(out)
+        }
+    }))
+    .buffer_unordered(check::no_loss::REPLAYS_IN_FLIGHT)
+    .try_collect()
+    .await
 }
