@@ -30,10 +30,10 @@ async fn chaos_short_passes() {
         extra_args: Vec::new(),
     };
     let started = Instant::now();
-    let report = chaos::run(opts, &mut |line| eprintln!("{line}")).await.unwrap_or_else(|e| {
-        let kept = out.keep();
-        panic!("chaos run failed: {e}\n(run directory kept: {})", kept.display())
-    });
+    let report = match chaos::run(opts, &mut |line| eprintln!("{line}")).await {
+        Ok(r) => r,
+        Err(e) => panic!("chaos run failed: {e}\n(run directory kept: {})", out.keep().display()),
+    };
     eprintln!("{}\n(chaos run took {} ms)", report.render(), started.elapsed().as_millis());
     if !report.passed() {
         let kept = out.keep();
