@@ -74,10 +74,11 @@ impl ShardHooks for NodeHooks {
         let Some(router) = self.router.get().cloned() else { return };
         self.runtime.spawn(async move {
             // The sweep reads through ReadIndex, which waits for this term's first commit.
-            match router.sweep_effects(shard, 0).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(shard, effects = n, "re-drove pending cross-shard effects"),
-                Err(e) => tracing::warn!(shard, error = %e, "re-driving pending effects failed; the sweep retries"),
+            match tokio::time::timeout(router::SWEEP_TIMEOUT, router.sweep_effects(shard, 0)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(shard, effects = n, "re-drove pending cross-shard effects"),
+                Ok(Err(e)) => tracing::warn!(shard, error = %e, "re-driving pending effects failed; the sweep retries"),
+                Err(_) => tracing::warn!(shard, "re-driving pending effects timed out; the sweep retries"),
             }
         });
     }

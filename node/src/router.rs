@@ -1,15 +1,15 @@
-//! Routes commands and reads to shard replicas and drives cross-shard effects.
+//! Routes commands and reads to shard leaders and drives cross-shard effects.
 //!
-//! A command goes to the shard of its routing key. If its home shard answers `Pending(effect)`
-//! (a gift to a creator in another shard, a purchase credited to an account in another shard,
-//! a refund's claw-back), the router proposes the effect to the target shard, where it is
-//! deduplicated by effect id, and then completes it on the home shard. The same function
-//! re-drives effects found pending in a shard's outbox when this node becomes its leader and
-//! on a periodic sweep, so an effect whose driver died (client timeout, node crash) finishes.
+//! A command goes to the leader of the shard of its routing key (this node's replica, or one
+//! forwarding hop). If its home shard answers `Pending` (a gift to a creator in another shard,
+//! a purchase credited to an account in another shard, a refund's claw-back), the router
+//! proposes the effect to the target shard, where it is deduplicated by effect id, answers the
+//! client as soon as that commits, and completes the effect on the home shard in the
+//! background. Effects whose driver died (client timeout, node crash) are re-driven by the new
+//! leader of their home shard and by a periodic sweep.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
@@ -18,13 +18,11 @@ use tokio::sync::oneshot;
 
 use crate::error::{NodeError, NodeResult};
 use crate::ledger::{
-    self, Applied, Command, CompleteEffect, Effect, LedgerError, Layout, Outcome, Route,
+    self, Applied, Command, CompleteEffect, Effect, LedgerError, Layout, Outcome, PendingEffect, Route,
 };
 use crate::placement::Placement;
 use crate::shard::{ReadAnswer, ReadQuery, ShardActor, ShardMsg, ShardStatus};
 use crate::transport::{PeerReply, PeerRequest, Peers};
-
-type EffectWaiters = Vec<oneshot::Sender<NodeResult<Outcome>>>;
 
 /// Most pending effects re-driven concurrently by one sweep of one shard.
 const SWEEP_BATCH: usize = 256;
@@ -32,8 +30,11 @@ const SWEEP_BATCH: usize = 256;
 const ROUTE_ATTEMPTS_MAX: u32 = 60;
 const ROUTE_BACKOFF_MS_MIN: u64 = 5;
 const ROUTE_BACKOFF_MS_MAX: u64 = 250;
-/// Deadline of one forwarded call; the caller's own deadline bounds the whole operation.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline of one forwarded call. Past it the guessed leader is presumed gone (paused, cut
+/// off) and the next replica is tried; the caller's own deadline bounds the whole operation.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound on one shard's effect sweep.
+pub const SWEEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Router {
     node_id: u64,
@@ -44,15 +45,13 @@ pub struct Router {
     peers: Peers,
     /// Last known leader of each shard (a node id), refined by NOT_LEADER answers.
     leaders: Vec<AtomicU64>,
-    /// Effects being driven now, with the callers waiting for the same effect.
-    effects_in_flight: Mutex<HashMap<String, EffectWaiters>>,
 }
 
 impl Router {
     pub fn new(node_id: u64, layout: Layout, placement: Placement, shards: Vec<Option<Addr<ShardActor>>>, peers: Peers) -> Self {
         assert_eq!(shards.len(), layout.shard_count as usize, "one slot per shard");
         let leaders = (0..layout.shard_count).map(|s| AtomicU64::new(placement.preferred_leader(s))).collect();
-        Self { node_id, layout, placement, shards, peers, leaders, effects_in_flight: Mutex::new(HashMap::new()) }
+        Self { node_id, layout, placement, shards, peers, leaders }
     }
 
     pub fn layout(&self) -> Layout {
@@ -131,9 +130,13 @@ impl Router {
             } else {
                 self.peers.forward(target, request.clone(), FORWARD_TIMEOUT).await
             };
+            let remote = target != self.node_id;
             let next = match &result {
                 Err(NodeError::NotLeader { leader_id: Some(leader), .. }) if *leader != target => Some(*leader),
                 Err(NodeError::NotLeader { .. }) | Err(NodeError::Unavailable(_)) => Some(self.next_replica(shard, target)),
+                // A forward that timed out: that node is paused or cut off. Resending is safe
+                // (idempotent by request id) and may find the new leader.
+                Err(NodeError::Timeout) if remote => Some(self.next_replica(shard, target)),
                 _ => None,
             };
             match next {
@@ -174,7 +177,7 @@ impl Router {
     }
 
     /// Executes a client command to its final outcome.
-    pub async fn execute(&self, cmd: Command) -> NodeResult<Outcome> {
+    pub async fn execute(self: &Arc<Self>, cmd: Command) -> NodeResult<Outcome> {
         cmd.validate()?;
         let shard = match cmd.route()? {
             Route::AllShards => return self.execute_everywhere(cmd).await,
@@ -187,20 +190,9 @@ impl Router {
                 )))
             }
         };
-        match self.propose(shard, cmd.clone()).await? {
+        match self.propose(shard, cmd).await? {
             Applied::Done(result) => Ok(result?),
-            Applied::Pending(effect) => match self.drive_effect(effect).await? {
-                // Another driver (the sweep, or a retry on another node) completed the effect
-                // first; the home shard recorded the final outcome under the request id.
-                Outcome::EffectCompleted => match self.propose(shard, cmd).await? {
-                    Applied::Done(result) => Ok(result?),
-                    Applied::Pending(e) => Err(NodeError::Unavailable(format!(
-                        "cross-shard effect {} is still being completed; retry with the same request id",
-                        e.id
-                    ))),
-                },
-                outcome => Ok(outcome),
-            },
+            Applied::Pending(pending) => self.finish_pending(pending).await,
         }
     }
 
@@ -219,51 +211,45 @@ impl Router {
         last.ok_or_else(|| NodeError::Internal("cluster has no shards".into()))
     }
 
-    /// Drives an effect to completion; concurrent callers for the same effect share one drive.
-    pub async fn drive_effect(&self, effect: Effect) -> NodeResult<Outcome> {
-        let joined = {
-            let mut in_flight = self.effects_in_flight.lock().expect("effects lock");
-            match in_flight.get_mut(&effect.id) {
-                Some(waiters) => {
-                    let (tx, rx) = oneshot::channel();
-                    waiters.push(tx);
-                    Some(rx)
-                }
-                None => {
-                    in_flight.insert(effect.id.clone(), Vec::new());
-                    None
-                }
+    /// Applies a command's cross-shard effect on its target and answers as soon as that is
+    /// committed: the outcome is a pure function of the home's record and the target's
+    /// (deduplicated) result. Completing the effect at home, which records the same outcome
+    /// under the request id and clears the outbox, continues in the background; if it is lost
+    /// (crash), a retry or the sweep completes it, with the same outcome.
+    async fn finish_pending(self: &Arc<Self>, pending: PendingEffect) -> NodeResult<Outcome> {
+        let result = self.apply_effect(&pending.effect).await?;
+        let outcome = ledger::final_outcome(&pending.finish, &pending.effect, &result)
+            .map_err(|e| NodeError::Internal(e.message))?;
+        let router = self.clone();
+        tokio::spawn(async move {
+            let id = pending.effect.id.clone();
+            if let Err(e) = router.complete_effect(&pending.effect, result).await {
+                tracing::debug!(effect = %id, error = %e, "completing effect failed; the sweep retries");
             }
-        };
-        if let Some(rx) = joined {
-            return rx.await.unwrap_or_else(|_| Err(NodeError::Unavailable("effect driver stopped".into())));
-        }
-        let result = self.drive_effect_once(&effect).await;
-        let waiters = self.effects_in_flight.lock().expect("effects lock").remove(&effect.id);
-        for waiter in waiters.unwrap_or_default() {
-            let _ = waiter.send(result.clone());
-        }
-        result
+        });
+        Ok(outcome?)
     }
 
-    async fn drive_effect_once(&self, effect: &Effect) -> NodeResult<Outcome> {
+    async fn apply_effect(&self, effect: &Effect) -> NodeResult<ledger::EffectResult> {
         let target = self.layout.shard_of(&effect.target_account);
-        let result = match self.propose(target, Command::ApplyEffect(effect.clone())).await? {
-            Applied::Done(Ok(Outcome::EffectApplied(result))) => result,
-            other => {
-                return Err(NodeError::Internal(format!(
-                    "effect {} on shard {target} answered {other:?}",
-                    effect.id
-                )))
-            }
-        };
+        match self.propose(target, Command::ApplyEffect(effect.clone())).await? {
+            Applied::Done(Ok(Outcome::EffectApplied(result))) => Ok(result),
+            other => Err(NodeError::Internal(format!("effect {} on shard {target} answered {other:?}", effect.id))),
+        }
+    }
+
+    async fn complete_effect(&self, effect: &Effect, result: ledger::EffectResult) -> NodeResult<()> {
         let complete = CompleteEffect { effect_id: effect.id.clone(), home_shard: effect.home_shard, result };
         match self.propose(effect.home_shard, Command::CompleteEffect(complete)).await? {
-            Applied::Done(result) => Ok(result?),
-            Applied::Pending(e) => {
-                Err(NodeError::Internal(format!("completing effect {} left it pending", e.id)))
-            }
+            Applied::Done(_) => Ok(()),
+            Applied::Pending(p) => Err(NodeError::Internal(format!("completing effect {} left it pending", p.effect.id))),
         }
+    }
+
+    /// Drives a pending effect found in an outbox to completion.
+    async fn redrive_effect(&self, effect: &Effect) -> NodeResult<()> {
+        let result = self.apply_effect(effect).await?;
+        self.complete_effect(effect, result).await
     }
 
     /// Re-drives the effects pending in `shard`'s outbox that were committed at least
@@ -282,10 +268,9 @@ impl Router {
         effects.retain(|e| now_ms.saturating_sub(effect_timestamp_ms(e)) >= min_age_ms);
         let count = effects.len();
         for chunk in effects.chunks(SWEEP_BATCH) {
-            let drives = chunk.iter().cloned().map(|effect| async move {
-                let id = effect.id.clone();
-                if let Err(e) = self.drive_effect(effect).await {
-                    tracing::warn!(shard, effect = %id, error = %e, "effect re-drive failed; will retry");
+            let drives = chunk.iter().map(|effect| async move {
+                if let Err(e) = self.redrive_effect(effect).await {
+                    tracing::warn!(shard, effect = %effect.id, error = %e, "effect re-drive failed; will retry");
                 }
             });
             futures::future::join_all(drives).await;
@@ -329,17 +314,30 @@ fn effect_timestamp_ms(effect: &Effect) -> u64 {
 /// node leads (an effect whose driver gave up: a client timeout, a crashed forwarding node).
 pub async fn sweep_forever(router: Arc<Router>, every: Duration) {
     let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first round takes every pending effect: whatever was left when the node last
+    // stopped has no driver any more.
+    let mut min_age_ms = 0;
     loop {
         interval.tick().await;
-        for shard in (0..router.layout.shard_count).filter(|&s| router.hosts(s)) {
-            match router.status(shard).await {
-                Ok(st) if st.role == "leader" => {
-                    if let Err(e) = router.sweep_effects(shard, every.as_millis() as u64).await {
-                        tracing::debug!(shard, error = %e, "effect sweep skipped");
-                    }
+        // Shards are swept concurrently, each within a bound: a shard that cannot commit (no
+        // quorum) must not hold up the others, nor the next period.
+        let sweeps = (0..router.layout.shard_count).filter(|&s| router.hosts(s)).map(|shard| {
+            let router = router.clone();
+            async move {
+                let Ok(st) = router.status(shard).await else { return };
+                if st.role != "leader" {
+                    return;
                 }
-                _ => {}
+                match tokio::time::timeout(SWEEP_TIMEOUT, router.sweep_effects(shard, min_age_ms)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::info!(shard, effects = n, "sweep re-drove abandoned cross-shard effects"),
+                    Ok(Err(e)) => tracing::info!(shard, error = %e, "effect sweep failed; next period retries"),
+                    Err(_) => tracing::info!(shard, "effect sweep timed out; next period retries"),
+                }
             }
-        }
+        });
+        futures::future::join_all(sweeps).await;
+        min_age_ms = every.as_millis() as u64;
     }
 }

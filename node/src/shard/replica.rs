@@ -101,8 +101,11 @@ pub struct Replica {
     /// Readies written but not yet fsynced: (number, persisted messages to release).
     unsynced: VecDeque<(u64, Vec<RaftMessage>)>,
     read_seq: u64,
-    /// ReadIndex requests sent, by context.
-    reads_pending: HashMap<u64, Vec<(ReadQuery, ReadReply)>>,
+    /// Reads not yet in a ReadIndex round: they wait until this leader has committed an
+    /// entry in its term (raft-rs silently drops a ReadIndex before that), then share a round.
+    reads_waiting: Vec<(ReadQuery, ReadReply)>,
+    /// ReadIndex rounds sent, by context, with the tick they were (re)sent at.
+    reads_pending: HashMap<u64, (u64, Vec<(ReadQuery, ReadReply)>)>,
     /// Confirmed reads waiting for apply to reach their index.
     reads_ready: Vec<(u64, ReadQuery, ReadReply)>,
     last_timestamp_ms: u64,
@@ -168,6 +171,7 @@ impl Replica {
             proposals: VecDeque::new(),
             unsynced: VecDeque::new(),
             read_seq: 0,
+            reads_waiting: Vec::new(),
             reads_pending: HashMap::new(),
             reads_ready: Vec::new(),
             last_timestamp_ms: 0,
@@ -224,10 +228,39 @@ impl Replica {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
+        self.reads_waiting.push((query, reply));
+    }
+
+    /// Starts one ReadIndex round for every waiting read, once that can succeed.
+    fn start_read_round(&mut self) {
+        let raft = &self.raw.raft;
+        let committed_in_term = raft.raft_log.term(raft.raft_log.committed).ok() == Some(raft.term);
+        if self.reads_waiting.is_empty() || raft.state != StateRole::Leader || !committed_in_term {
+            return;
+        }
         self.read_seq += 1;
         let ctx = self.read_seq;
-        self.reads_pending.entry(ctx).or_default().push((query, reply));
+        self.reads_pending.insert(ctx, (self.ticks, std::mem::take(&mut self.reads_waiting)));
         self.raw.read_index(ctx.to_be_bytes().to_vec());
+    }
+
+    /// Re-sends ReadIndex rounds that got no answer within an election timeout (a lost
+    /// heartbeat response leaves a round unanswered until another round completes).
+    fn resend_stale_read_rounds(&mut self) {
+        let stale_after = self.cfg.timing.election_ticks as u64;
+        let now = self.ticks;
+        let stale: Vec<u64> = self
+            .reads_pending
+            .iter()
+            .filter(|(_, (sent, _))| now.saturating_sub(*sent) >= stale_after)
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in stale {
+            if let Some(round) = self.reads_pending.get_mut(&ctx) {
+                round.0 = now;
+            }
+            self.raw.read_index(ctx.to_be_bytes().to_vec());
+        }
     }
 
     pub fn step(&mut self, mut msg: RaftMessage) {
@@ -272,6 +305,7 @@ impl Replica {
         if self.ticks % REBALANCE_CHECK_TICKS == 0 {
             self.rebalance();
         }
+        self.resend_stale_read_rounds();
     }
 
     /// Leaders start spread over the nodes (each shard's first replica campaigns first), but
@@ -324,7 +358,10 @@ impl Replica {
                 let _ = reply.send(Err(err()));
             }
         }
-        for (_, reads) in self.reads_pending.drain() {
+        for (_, reply) in self.reads_waiting.drain(..) {
+            let _ = reply.send(Err(err()));
+        }
+        for (_, (_, reads)) in self.reads_pending.drain() {
             for (_, reply) in reads {
                 let _ = reply.send(Err(err()));
             }
@@ -341,6 +378,7 @@ impl Replica {
         if self.unsynced.is_empty() && !self.batch.is_empty() {
             self.propose_batch();
         }
+        self.start_read_round();
         self.handle_ready(out);
     }
 
@@ -400,7 +438,7 @@ impl Replica {
         }
         for rs in rd.take_read_states() {
             let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
-            for (query, reply) in self.reads_pending.remove(&ctx).unwrap_or_default() {
+            for (query, reply) in self.reads_pending.remove(&ctx).map(|(_, reads)| reads).unwrap_or_default() {
                 self.reads_ready.push((rs.index, query, reply));
             }
         }
