@@ -173,6 +173,31 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(cwd.join(p))
 }
 
+/// When this binary runs from its own workspace's target directory (`cargo run -p
+/// coinledger-cluster -- up`), builds `coinledger-node` next to it first: cargo builds only
+/// the package it runs, so the node binary could be missing (a fresh clone) or stale (code
+/// changed since). A no-op rebuild takes a fraction of a second.
+pub fn build_workspace_node_bin() -> Result<()> {
+    let Some(workspace) = Path::new(env!("CARGO_MANIFEST_DIR")).parent() else { return Ok(()) };
+    let Ok(exe) = std::env::current_exe() else { return Ok(()) };
+    if !exe.starts_with(workspace.join("target")) {
+        return Ok(());
+    }
+    let release = exe.parent().is_some_and(|d| d.ends_with("release"));
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "-q", "-p", NODE_BIN_NAME, "--manifest-path"]).arg(workspace.join("Cargo.toml"));
+    if release {
+        cmd.arg("--release");
+    }
+    eprintln!("building {NODE_BIN_NAME} (cargo build{} -p {NODE_BIN_NAME}) ...", if release { " --release" } else { "" });
+    let status = cmd.status().map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {NODE_BIN_NAME} failed ({status})"));
+    }
+    Ok(())
+}
+
 /// --node-bin, else `coinledger-node` next to the current executable (or one directory up,
 /// for test binaries in target/release/deps), else on PATH.
 pub fn locate_node_bin(explicit: Option<&Path>) -> Result<PathBuf> {

@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use coinledger_cluster::failover::{self, FailoverOptions};
 use coinledger_cluster::launcher::{
-    live_pid, locate_node_bin, log_tail, node_status, signal_node, spawn_node, wipe_data, Attach, Cluster,
+    build_workspace_node_bin, live_pid, locate_node_bin, log_tail, node_status, signal_node, spawn_node, wipe_data, Attach, Cluster,
     ClusterOptions, ClusterSpec, Result, Sig,
 };
 use coinledger_cluster::chaos::{self, faults::FaultKind, ChaosOptions};
@@ -28,6 +28,17 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let needs_node_bin = match &cli.command {
+        Cmd::Up { node_bin, .. } | Cmd::Failover { node_bin, .. } => node_bin.is_none(),
+        Cmd::Chaos { node_bin, .. } => node_bin.is_none(),
+        _ => false,
+    };
+    if needs_node_bin {
+        if let Err(e) = build_workspace_node_bin() {
+            eprintln!("coinledger-cluster: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Cmd::Up { nodes, base_port, data_dir, shards, replication, node_bin, node_args } => {
             match locate_node_bin(node_bin.as_deref()) {
