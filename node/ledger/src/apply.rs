@@ -1,6 +1,7 @@
 //! THE entry point: applies one committed command to a shard. Deterministic: the same commands
 //! in the same order give byte-identical stores and outcomes on every replica.
 
+use crate::model::PendingEffect;
 use crate::book::{self, OutboxRecord, RequestRecord, RequestState};
 use crate::cmd::{admin, cashout, effect, gift, payout, purchase, refund, Command, Route, Step};
 use crate::context::EntryContext;
@@ -82,7 +83,7 @@ fn apply_client(store: &mut dyn Store, layout: &Layout, ctx: &EntryContext, cmd:
                 let outcome = effect::complete(&mut overlay, &record, &result).expect("a local effect's result fits it");
                 Applied::Done(outcome)
             } else {
-                Applied::Pending(effect)
+                Applied::Pending(PendingEffect { effect, finish: record.finish })
             }
         }
     };
@@ -99,7 +100,7 @@ fn replay(store: &dyn Store, request: RequestRecord, body: &[u8], request_id: &s
         RequestState::Done(result) => Applied::Done(result),
         RequestState::Pending(effect_id) => {
             let record: OutboxRecord = book::get(store, &keys::outbox_of(&effect_id)).unwrap_or_else(|| panic!("request {request_id} waits for effect {effect_id}, which is not in the outbox"));
-            Applied::Pending(record.effect)
+            Applied::Pending(PendingEffect { effect: record.effect, finish: record.finish })
         }
     }
 }

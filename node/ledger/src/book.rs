@@ -98,7 +98,7 @@ pub(crate) enum RequestState {
 
 /// How the home shard finishes a command once its effect's result is back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Finish {
+pub enum Finish {
     /// Mark the payment record credited or rejected; answer with the receipt or the rejection.
     Purchase,
     /// The receipt was known when the sender was debited.

@@ -35,7 +35,9 @@
 //! [`apply`] returns [`Applied::Pending`]. The node proposes `Command::ApplyEffect` to the
 //! target account's shard (deduplicated there by effect id, result kept for ever), then
 //! `Command::CompleteEffect` with that result to the home shard, whose [`apply`] returns the
-//! command's final outcome and removes the outbox record. A new leader re-drives
+//! command's final outcome and removes the outbox record. That outcome is [`final_outcome`]
+//! of the [`PendingEffect`] and the result, a pure function, so the node can answer as soon as
+//! the target committed and complete at home afterwards. A new leader re-drives
 //! [`read::pending_effects`]. When home and target are the same shard, both halves happen in one
 //! [`apply`] call and it returns [`Applied::Done`].
 //!
@@ -88,6 +90,8 @@ pub mod sim;
 pub mod store;
 
 pub use apply::apply;
+pub use book::Finish;
+pub use cmd::effect::final_outcome;
 pub use audit::{global_audit, shard_audit, GlobalAudit, ShardAudit};
 pub use cmd::{CashOut, Command, Gift, PayoutCmd, Purchase, Refund, Route, SetFrozen, SetLimit, SetRates};
 pub use context::{EntryContext, DAY_MS};
@@ -95,6 +99,7 @@ pub use error::{ErrorCode, LedgerError};
 pub use ids::{parse_payout_shard, parse_tx_id};
 pub use layout::Layout;
 pub use model::{
+    PendingEffect,
     Account, Applied, CommandResult, CompleteEffect, Effect, EffectKind, EffectResult, EntryKind, GiftReceipt, HistoryEntry, Outcome,
     PaymentRecord, PaymentStatus, Payout, PayoutState, PurchaseReceipt, RefundReceipt, ShardTotals,
 };

@@ -322,6 +322,14 @@ pub enum Applied {
     /// Finished: the command's outcome (a business error is an outcome too).
     Done(CommandResult),
     /// The home half is committed; deliver this effect to its target shard, then its result
-    /// back home as CompleteEffect. The command's outcome comes with that CompleteEffect.
-    Pending(Effect),
+    /// back home as CompleteEffect. The command's outcome is `final_outcome(finish, effect,
+    /// result)`, which that CompleteEffect also records.
+    Pending(PendingEffect),
+}
+
+/// An effect waiting for its target shard, with what the home shard needs to finish it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEffect {
+    pub effect: Effect,
+    pub finish: crate::book::Finish,
 }

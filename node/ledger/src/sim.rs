@@ -65,6 +65,11 @@ pub struct World {
     pub completions: Vec<CompleteEffect>,
     /// Final outcomes of commands that went through an effect, by effect id.
     pub finished: BTreeMap<String, CommandResult>,
+    /// How the home shards will finish each pending effect (from `Applied::Pending`).
+    pub finishes: BTreeMap<String, crate::Finish>,
+    /// `final_outcome` computed as soon as an effect's result was known, by effect id: the
+    /// CompleteEffect must then record exactly this outcome.
+    pub previewed: BTreeMap<String, CommandResult>,
 }
 
 impl World {
@@ -75,6 +80,8 @@ impl World {
             indexes: vec![0; shard_count as usize],
             clock_ms: 1_700_000_000_000,
             effects: Vec::new(),
+            finishes: BTreeMap::new(),
+            previewed: BTreeMap::new(),
             completions: Vec::new(),
             finished: BTreeMap::new(),
         }
@@ -102,8 +109,9 @@ impl World {
         let mut applied = None;
         for shard in shards {
             let answer = self.apply_on(shard, cmd);
-            if let Applied::Pending(effect) = &answer {
-                self.effects.push(effect.clone());
+            if let Applied::Pending(pending) = &answer {
+                self.finishes.insert(pending.effect.id.clone(), pending.finish.clone());
+                self.effects.push(pending.effect.clone());
             }
             applied = Some(answer);
         }
@@ -114,9 +122,9 @@ impl World {
     pub fn submit(&mut self, cmd: &Command) -> CommandResult {
         match self.submit_only(cmd) {
             Applied::Done(result) => result,
-            Applied::Pending(effect) => {
+            Applied::Pending(pending) => {
                 self.drain();
-                self.finished.get(&effect.id).cloned().expect("a drained effect is finished")
+                self.finished.get(&pending.effect.id).cloned().expect("a drained effect is finished")
             }
         }
     }
@@ -128,6 +136,10 @@ impl World {
         let Applied::Done(Ok(Outcome::EffectApplied(result))) = self.apply_on(shard, &Command::ApplyEffect(effect.clone())) else {
             panic!("effect {} was not applied", effect.id)
         };
+        if let Some(finish) = self.finishes.get(&effect.id) {
+            let preview = crate::final_outcome(finish, &effect, &result).expect("a delivered result fits its effect");
+            self.previewed.insert(effect.id.clone(), preview);
+        }
         self.completions.push(CompleteEffect { effect_id: effect.id, home_shard: effect.home_shard, result: result.clone() });
         result
     }
@@ -138,6 +150,9 @@ impl World {
         let applied = self.apply_on(completion.home_shard, &Command::CompleteEffect(completion.clone()));
         if let Applied::Done(result) = &applied {
             if result != &Ok(Outcome::EffectCompleted) {
+                if let Some(preview) = self.previewed.get(&completion.effect_id) {
+                    assert_eq!(preview, result, "effect {}: the early answer differs from the recorded one", completion.effect_id);
+                }
                 self.finished.insert(completion.effect_id, result.clone());
             }
         }

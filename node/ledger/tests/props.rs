@@ -109,8 +109,8 @@ impl Harness {
     /// Completed effects turn the Pending expectations of their commands into final outcomes.
     fn learn_finished(&mut self) {
         for sent in &mut self.sent {
-            if let Applied::Pending(effect) = &sent.expected {
-                if let Some(result) = self.world.finished.get(&effect.id) {
+            if let Applied::Pending(pending) = &sent.expected {
+                if let Some(result) = self.world.finished.get(&pending.effect.id) {
                     sent.expected = Applied::Done(result.clone());
                 }
             }

@@ -120,39 +120,30 @@ fn credit_purchase(store: &mut dyn Store, effect: &Effect) -> Result<EffectResul
     Ok(EffectResult::Credited { coins_balance: after.coins })
 }
 
-/// The home half of completion: the outbox record's command gets its final outcome, which is
-/// stored under its request id and returned. Err if the result does not fit the effect (a node
-/// bug): then nothing may be written.
-pub(crate) fn complete(store: &mut dyn Store, record: &OutboxRecord, result: &EffectResult) -> Result<CommandResult, LedgerError> {
-    let effect = &record.effect;
+/// The final outcome of a command whose effect answered `result`: a pure function of what
+/// the home shard recorded (`finish`, `effect`) and the target's deduplicated result, so the
+/// node can answer as soon as the target committed, and the later CompleteEffect (or a retry)
+/// arrives at the very same outcome. Err if the result does not fit the effect (a node bug).
+pub fn final_outcome(finish: &Finish, effect: &Effect, result: &EffectResult) -> Result<CommandResult, LedgerError> {
     let mismatch = || LedgerError::new(ErrorCode::Internal, format!("effect {} cannot complete with {result:?}", effect.id));
-    let outcome = match (&record.finish, &effect.kind, result) {
-        (Finish::Purchase, EffectKind::CreditPurchase { payment_ref, base_coins, bonus_coins, promotion_id, coin_price, rate_version, timestamp_ms, .. }, _) => {
-            let mut payment = book::payment(store, payment_ref).unwrap_or_else(|| panic!("purchase {} lost its payment record", effect.id));
-            let (status, outcome) = match result {
-                EffectResult::Credited { coins_balance } => (
-                    PaymentStatus::Credited,
-                    Ok(Outcome::Purchase(PurchaseReceipt {
-                        tx_id: effect.id.clone(),
-                        account: effect.target_account.clone(),
-                        coins_credited: base_coins + bonus_coins,
-                        base_coins: *base_coins,
-                        bonus_coins: *bonus_coins,
-                        promotion_id: promotion_id.clone(),
-                        coin_price: coin_price.clone(),
-                        rate_version: *rate_version,
-                        coins_balance: *coins_balance,
-                        timestamp_ms: *timestamp_ms,
-                        payment_ref: payment_ref.clone(),
-                    })),
-                ),
-                EffectResult::Rejected(rejection) => (PaymentStatus::Rejected, Err(rejection.clone())),
-                _ => return Err(mismatch()),
-            };
-            payment.status = status;
-            book::put(store, &keys::payment(payment_ref), &payment);
-            outcome
-        }
+    Ok(match (finish, &effect.kind, result) {
+        (Finish::Purchase, EffectKind::CreditPurchase { payment_ref, base_coins, bonus_coins, promotion_id, coin_price, rate_version, timestamp_ms, .. }, _) => match result {
+            EffectResult::Credited { coins_balance } => Ok(Outcome::Purchase(PurchaseReceipt {
+                tx_id: effect.id.clone(),
+                account: effect.target_account.clone(),
+                coins_credited: base_coins + bonus_coins,
+                base_coins: *base_coins,
+                bonus_coins: *bonus_coins,
+                promotion_id: promotion_id.clone(),
+                coin_price: coin_price.clone(),
+                rate_version: *rate_version,
+                coins_balance: *coins_balance,
+                timestamp_ms: *timestamp_ms,
+                payment_ref: payment_ref.clone(),
+            })),
+            EffectResult::Rejected(rejection) => Err(rejection.clone()),
+            _ => return Err(mismatch()),
+        },
         (Finish::Gift(receipt), EffectKind::CreditGift { .. }, EffectResult::GiftCredited { .. }) => Ok(Outcome::Gift(receipt.clone())),
         (Finish::Refund, EffectKind::Clawback { payment_ref, coins, refunded, timestamp_ms }, _) => match result {
             EffectResult::ClawedBack { recovered, unrecovered, frozen } => Ok(Outcome::Refund(RefundReceipt {
@@ -170,7 +161,20 @@ pub(crate) fn complete(store: &mut dyn Store, record: &OutboxRecord, result: &Ef
             _ => return Err(mismatch()),
         },
         _ => return Err(mismatch()),
-    };
+    })
+}
+
+/// The home half of completion: the outbox record's command gets its final outcome, which is
+/// stored under its request id and returned. Err if the result does not fit the effect (a node
+/// bug): then nothing may be written.
+pub(crate) fn complete(store: &mut dyn Store, record: &OutboxRecord, result: &EffectResult) -> Result<CommandResult, LedgerError> {
+    let effect = &record.effect;
+    let outcome = final_outcome(&record.finish, effect, result)?;
+    if let EffectKind::CreditPurchase { payment_ref, .. } = &effect.kind {
+        let mut payment = book::payment(store, payment_ref).unwrap_or_else(|| panic!("purchase {} lost its payment record", effect.id));
+        payment.status = if outcome.is_ok() { PaymentStatus::Credited } else { PaymentStatus::Rejected };
+        book::put(store, &keys::payment(payment_ref), &payment);
+    }
     store.delete(&keys::outbox_of(&effect.id));
     let request_key = keys::request(&record.request_id);
     let mut request: RequestRecord = book::get(store, &request_key).unwrap_or_else(|| panic!("effect {} has no request {}", effect.id, record.request_id));

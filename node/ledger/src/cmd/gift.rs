@@ -163,7 +163,7 @@ mod tests {
         world.purchase("buy", "fan", "9.99", "USD", "pay-1").unwrap();
         let creator = world.key_in_other_shard("fan", "creator");
         let applied = world.submit_only(&gift_cmd("g1", "fan", &creator, "doughnut", 2));
-        let Applied::Pending(effect) = applied else { panic!("{applied:?}") };
+        let Applied::Pending(crate::PendingEffect { effect, .. }) = applied else { panic!("{applied:?}") };
         let audit = world.audit();
         assert!(audit.ok, "{:?}", audit.violations);
         assert_eq!(audit.diamonds_in_flight, 30);

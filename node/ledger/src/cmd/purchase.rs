@@ -150,7 +150,7 @@ mod tests {
         let mut world = World::new(8);
         let (account, payment_ref) = world.split_keys();
         let applied = world.submit_only(&purchase_cmd("r1", &account, "9.99", "USD", &payment_ref));
-        let crate::Applied::Pending(effect) = applied else { panic!("{applied:?}") };
+        let crate::Applied::Pending(crate::PendingEffect { effect, .. }) = applied else { panic!("{applied:?}") };
         assert_eq!(world.account_opt(&account), None);
         world.drain();
         let outcome = world.finished[&effect.id].clone().unwrap();
