@@ -4,6 +4,9 @@
 //! gift succeeds with the request id echoed in tx_id. It records every batch it received and
 //! how many were in flight at once.
 
+mod common;
+use common::serve;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 use coinledger_client::proto::batch_command::Command;
 use coinledger_client::proto::batch_result::Result as Answer;
-use coinledger_client::proto::ledger_server::{Ledger, LedgerServer};
+use coinledger_client::proto::ledger_server::Ledger;
 use coinledger_client::proto::*;
 use coinledger_client::{Client, ClientConfig};
 use tonic::{Request, Response, Status};
@@ -115,18 +118,6 @@ impl Ledger for Recorder {
 /// Single-command RPCs must not be used while batching is on.
 fn unused() -> Status {
     Status::unimplemented("single-command RPC called")
-}
-
-async fn serve(server: Recorder) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(LedgerServer::new(server))
-            .serve_with_incoming(incoming),
-    );
-    addr
 }
 
 fn config(addr: SocketAddr) -> ClientConfig {

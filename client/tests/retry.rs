@@ -1,12 +1,14 @@
 //! The retry loop against tiny in-process Ledger servers over real sockets: each server plays
 //! a script of error answers for Purchase, then answers OK, and records every request id it saw.
 
+mod common;
+use common::serve;
+
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coinledger_client::proto::ledger_server::{Ledger, LedgerServer};
+use coinledger_client::proto::ledger_server::Ledger;
 use coinledger_client::proto::*;
 use coinledger_client::{Client, ClientConfig};
 use prost::Message;
@@ -114,18 +116,6 @@ type Reply<T> = Result<Response<T>, Status>;
 
 fn unscripted() -> Status {
     Status::unimplemented("not scripted")
-}
-
-async fn serve(server: Scripted) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(LedgerServer::new(server))
-            .serve_with_incoming(incoming),
-    );
-    addr
 }
 
 fn scripted(name: &str, script: Vec<Answer>) -> Scripted {
