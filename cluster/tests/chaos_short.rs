@@ -1,4 +1,4 @@
-//! CI-sized chaos run, in-process through the library: 3 real nodes, 20 s, every fault kind,
+//! CI-sized chaos run, in-process through the library: 3 real nodes, 60 s, every fault kind,
 //! seed 1; the checker's verdict must pass. Without usable iptables (not root, not installed)
 //! partition faults are left out with a printed note.
 
@@ -18,7 +18,7 @@ async fn chaos_short_passes() {
     let out = tempfile::Builder::new().prefix("coinledger-chaos-short-").tempdir().expect("tempdir");
     let opts = ChaosOptions {
         nodes: 3,
-        duration: Duration::from_secs(20),
+        duration: Duration::from_secs(60),
         faults,
         faults_explicit: true,
         seed: 1,

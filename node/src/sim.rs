@@ -244,7 +244,13 @@ impl World {
             let now = self.now_ms;
             match self.node(id).sync_done_at_ms {
                 None => {
-                    let latency_ms = if self.rng.gen_range(0..10) == 0 { self.rng.gen_range(20..=80) } else { self.rng.gen_range(1..=4) };
+                    // Mostly fast, sometimes slow, rarely a stall longer than an election
+                    // timeout (a disk busy with another process's large write).
+                    let latency_ms = match self.rng.gen_range(0..100) {
+                        0 => self.rng.gen_range(150..=400),
+                        1..=10 => self.rng.gen_range(20..=80),
+                        _ => self.rng.gen_range(1..=4),
+                    };
                     self.node(id).sync_done_at_ms = Some(now + latency_ms);
                     continue;
                 }

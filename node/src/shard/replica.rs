@@ -264,6 +264,10 @@ impl Replica {
     }
 
     pub fn step(&mut self, mut msg: RaftMessage) {
+        if msg.get_msg_type() == MessageType::MsgTimeoutNow && self.snapshot_unpersisted() {
+            // Same hazard as an election timeout (see `tick`); the leader's transfer times out.
+            return;
+        }
         let mut lost_data_at = None;
         if msg.get_msg_type() == MessageType::MsgHeartbeat {
             // A leader derives a heartbeat's commit from what it last knew of our log. If our
@@ -300,12 +304,28 @@ impl Replica {
     }
 
     pub fn tick(&mut self) {
+        // While a received snapshot is not yet persisted, raft's applied index lags behind its
+        // commit index and the entries between are gone (the snapshot replaced them): an
+        // election timeout now would make raft-rs read them and abort. Time stands still
+        // until the fsync completes (milliseconds), as TiKV does while applying a snapshot.
+        if self.snapshot_unpersisted() {
+            return;
+        }
         self.raw.tick();
         self.ticks += 1;
         if self.ticks % REBALANCE_CHECK_TICKS == 0 {
             self.rebalance();
         }
         self.resend_stale_read_rounds();
+    }
+
+    /// True between installing a received snapshot and its fsync: raft's applied index is
+    /// still below the snapshot, whose earlier entries are gone from the log. (raft-rs drops
+    /// the unstable snapshot at `advance_append_async`, before persistence, so `snap()` cannot
+    /// tell.)
+    fn snapshot_unpersisted(&self) -> bool {
+        let log = &self.raw.raft.raft_log;
+        log.applied < log.committed && log.applied + 1 < log.first_index()
     }
 
     /// Leaders start spread over the nodes (each shard's first replica campaigns first), but
