@@ -123,6 +123,16 @@ pub enum Cmd {
         node_bin: Option<PathBuf>,
         #[arg(long = "node-arg", allow_hyphen_values = true)]
         node_args: Vec<String>,
+        /// Run against the 3 containers of cluster/docker-compose.yml (image
+        /// coinledger-node:latest, compose project coinledgerchaos, endpoints
+        /// 127.0.0.1:7001-7003) instead of node processes; faults become docker
+        /// kill/start, pause/unpause, network disconnect/connect, restart, and rm + volume rm
+        /// for a wipe. `docker-compose down -v` at the end, also on errors and Ctrl-C.
+        #[arg(long)]
+        docker: bool,
+        /// With --docker: the compose file (default cluster/docker-compose.yml).
+        #[arg(long, requires = "docker")]
+        compose_file: Option<PathBuf>,
     },
 }
 

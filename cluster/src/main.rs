@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let needs_node_bin = match &cli.command {
         Cmd::Up { node_bin, .. } | Cmd::Failover { node_bin, .. } => node_bin.is_none(),
-        Cmd::Chaos { node_bin, .. } => node_bin.is_none(),
+        Cmd::Chaos { node_bin, docker, .. } => node_bin.is_none() && !docker,
         _ => false,
     };
     if needs_node_bin {
@@ -69,8 +69,9 @@ async fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        Cmd::Chaos { nodes, duration, faults, seed, clients, out, shards, base_port, node_bin, node_args } => {
-            chaos(nodes, duration, faults, seed, clients, out, shards, base_port, node_bin, node_args).await
+        Cmd::Chaos { nodes, duration, faults, seed, clients, out, shards, base_port, node_bin, node_args, docker, compose_file } => {
+            let docker = docker.then(|| compose_file.unwrap_or_else(chaos::docker::default_compose_file));
+            chaos(nodes, duration, faults, seed, clients, out, shards, base_port, node_bin, node_args, docker).await
         }
     };
     match result {
@@ -175,8 +176,12 @@ async fn chaos(
     base_port: u16,
     node_bin: Option<std::path::PathBuf>,
     node_args: Vec<String>,
+    docker: Option<std::path::PathBuf>,
 ) -> Result<()> {
-    let node_bin = locate_node_bin(node_bin.as_deref())?;
+    let node_bin = match docker {
+        Some(_) => "/coinledger-node".into(),
+        None => locate_node_bin(node_bin.as_deref())?,
+    };
     let kinds = match &faults {
         Some(list) => FaultKind::parse_list(list)?,
         None => FaultKind::ALL.to_vec(),
@@ -194,7 +199,10 @@ async fn chaos(
         node_bin,
         extra_args: node_args,
     };
-    let report = chaos::run(opts, &mut |line| println!("{line}")).await?;
+    let report = match docker {
+        Some(compose_file) => chaos::docker::run(opts, &compose_file, &mut |line| println!("{line}")).await?,
+        None => chaos::run(opts, &mut |line| println!("{line}")).await?,
+    };
     println!("{}", report.render());
     println!("history, report.md and report.json in {}", out.display());
     if report.passed() {

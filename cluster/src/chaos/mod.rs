@@ -4,9 +4,11 @@
 //!
 //! Files: `rng.rs` (seeded randomness), `history.rs` (operations and outcomes), `workload.rs`
 //! (client tasks), `faults.rs` (schedule and injection), `net.rs` (iptables), `monitor.rs`
-//! (failovers, quiescence), `check/` (one module per invariant), `report.rs` (tables, files).
+//! (failovers, quiescence), `check/` (one module per invariant), `report.rs` (tables, files),
+//! `docker.rs` (the same run against the containers of cluster/docker-compose.yml).
 
 pub mod check;
+pub mod docker;
 pub mod faults;
 pub mod history;
 pub mod monitor;
@@ -179,20 +181,43 @@ async fn run_inner(opts: ChaosOptions, say: &mut (dyn FnMut(String) + Send)) -> 
         let c = Cluster::attach(&spec.dir)?;
         c.wait_ready(Duration::from_secs(60), true).await?;
     }
-    let (_, quiet_after) = wait_quiescent(&spec, &client, QUIESCENCE_LIMIT).await?;
+    let report = check_and_report(&opts, faults, warnings, &spec, &client, &history, injected, failovers, internal_answers, run_ms, say).await?;
+    cluster.lock().unwrap_or_else(|p| p.into_inner()).stop_all(Duration::from_secs(5));
+    drop(injector);
+    Ok(report)
+}
+
+/// After the heal (every node answering): waits for quiescence, resolves unknown outcomes,
+/// runs every check, writes the report files into `opts.out`. Shared by the process and the
+/// Docker mode.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn check_and_report(
+    opts: &ChaosOptions,
+    faults: Vec<FaultKind>,
+    warnings: Vec<String>,
+    spec: &ClusterSpec,
+    client: &Client,
+    history: &History,
+    mut injected: Vec<Injected>,
+    failovers: Vec<monitor::Failover>,
+    internal_answers: u64,
+    run_ms: u64,
+    say: &mut (dyn FnMut(String) + Send),
+) -> Result<Report> {
+    let (_, quiet_after) = wait_quiescent(spec, client, QUIESCENCE_LIMIT).await?;
     say(format!("quiescent after {} ms", quiet_after.as_millis()));
 
-    let unresolved = resolve_unknown(&client, &history, RESOLVE_LIMIT).await;
+    let unresolved = resolve_unknown(client, history, RESOLVE_LIMIT).await;
     say(format!("unknown outcomes resolved by retrying their request ids ({unresolved} left unresolved)"));
-    wait_quiescent(&spec, &client, QUIESCENCE_LIMIT).await?;
+    wait_quiescent(spec, client, QUIESCENCE_LIMIT).await?;
 
     let ops = history.snapshot();
     let mut checks: Vec<Check> = Vec::new();
-    checks.push(check::no_loss::check(&client, &ops, 20).await);
-    let mut once = check::once::check_ids_and_probe(&client, &ops).await;
-    let (audit, _) = wait_quiescent(&spec, &client, QUIESCENCE_LIMIT).await?;
+    checks.push(check::no_loss::check(client, &ops, 20).await);
+    let mut once = check::once::check_ids_and_probe(client, &ops).await;
+    let (audit, _) = wait_quiescent(spec, client, QUIESCENCE_LIMIT).await?;
     let final_invoke_ms = history.now_ms();
-    let finals = read_finals(&client, &accounts_named(&ops)).await?;
+    let finals = read_finals(client, &accounts_named(&ops)).await?;
     let end_ms = history.now_ms().max(final_invoke_ms + 1);
     check::once::check_balances(&mut once, &ops, &finals);
     checks.push(once);
@@ -211,10 +236,8 @@ async fn run_inner(opts: ChaosOptions, say: &mut (dyn FnMut(String) + Send)) -> 
     }
 
     report::fill_recovery(&mut injected, &ops);
-    let report = Report::new(&opts, faults, warnings, ops, injected, failovers, checks, audit, internal_answers, run_ms, quiet_after);
-    report.write(&opts.out, &history)?;
-    cluster.lock().unwrap_or_else(|p| p.into_inner()).stop_all(Duration::from_secs(5));
-    drop(injector);
+    let report = Report::new(opts, faults, warnings, ops, injected, failovers, checks, audit, internal_answers, run_ms, quiet_after);
+    report.write(&opts.out, history)?;
     Ok(report)
 }
 
