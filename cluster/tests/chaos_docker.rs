@@ -1,7 +1,9 @@
 //! `coinledger-cluster chaos --docker --duration 20s --seed 1` against the containers of
-//! cluster/docker-compose.yml; the checker's verdict must pass. Runs only where the image
-//! coinledger-node:latest exists (cluster/docker/build-image.sh); elsewhere (CI) it prints
-//! "skipped: no coinledger-node image" and returns.
+//! cluster/docker-compose.yml; the checker's verdict must pass. Opt-in, because the image must
+//! be built from the code under test first (an image of older code tests older code):
+//! `cluster/docker/build-image.sh --rev HEAD && COINLEDGER_DOCKER_CHAOS=1 cargo test --release
+//! -p coinledger-cluster --test chaos_docker -- --nocapture`. Otherwise it prints why it
+//! skipped and returns.
 
 use std::process::{Command, Stdio};
 
@@ -17,6 +19,10 @@ fn image_present() -> bool {
 
 #[test]
 fn chaos_docker_passes() {
+    if std::env::var_os("COINLEDGER_DOCKER_CHAOS").is_none() {
+        println!("skipped: set COINLEDGER_DOCKER_CHAOS=1 after building the image from this code");
+        return;
+    }
     if !image_present() {
         println!("skipped: no coinledger-node image");
         return;
