@@ -115,6 +115,9 @@ fn start_shards(replicas: Vec<Replica>, threads: usize, syncer: Syncer, hooks: A
     rx.recv().expect("shard actors started")
 }
 
+/// How long a stopping node waits for the leadership it hands over to be taken.
+const HAND_OFF_WAIT: Duration = Duration::from_millis(1_000);
+
 /// How long a stopping node lets in-flight calls finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -194,6 +197,16 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     tokio::select! {
         result = &mut server => result.map_err(|e| format!("gRPC server: {e}"))?,
         _ = shutdown_signal() => {
+            // Hand the shards we lead to caught-up followers first: clients then see a
+            // leader change of a few milliseconds instead of an election timeout.
+            let transfers = router.hand_off_leadership().await;
+            if transfers > 0 {
+                let deadline = tokio::time::Instant::now() + HAND_OFF_WAIT;
+                while router.shards_led().await > 0 && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tracing::info!(transfers, still_leading = router.shards_led().await, "stopping: leadership handed over");
+            }
             tracing::info!(grace_ms = SHUTDOWN_GRACE.as_millis() as u64, "stopping: finishing in-flight calls");
             let _ = stop_tx.send(());
             // Peers' raft streams never end by themselves: bound the wait. Nothing durable

@@ -105,6 +105,25 @@ impl Router {
         rx.await.map_err(|_| NodeError::Unavailable(format!("shard {shard} dropped the read")))?
     }
 
+    /// Asks every local replica that leads its shard to hand leadership over (planned stop);
+    /// returns how many transfers started.
+    pub async fn hand_off_leadership(&self) -> usize {
+        let asks = (0..self.layout.shard_count).filter(|&s| self.hosts(s)).map(|shard| async move {
+            let (reply, rx) = oneshot::channel();
+            match self.send(shard, ShardMsg::HandOff { reply }) {
+                Ok(()) => rx.await.unwrap_or(false),
+                Err(_) => false,
+            }
+        });
+        futures::future::join_all(asks).await.into_iter().filter(|&started| started).count()
+    }
+
+    /// Shards this node's replicas lead right now.
+    pub async fn shards_led(&self) -> usize {
+        let asks = (0..self.layout.shard_count).filter(|&s| self.hosts(s)).map(|shard| self.status(shard));
+        futures::future::join_all(asks).await.into_iter().filter(|st| st.as_ref().is_ok_and(|st| st.role == "leader")).count()
+    }
+
     /// The status of this node's replica of `shard`.
     pub async fn status(&self, shard: u32) -> NodeResult<ShardStatus> {
         let (reply, rx) = oneshot::channel();

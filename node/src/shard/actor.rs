@@ -93,6 +93,9 @@ impl Handler<ShardMsg> for ShardActor {
                 let _ = reply.send(self.replica.status());
                 return;
             }
+            ShardMsg::HandOff { reply } => {
+                let _ = reply.send(self.replica.hand_off_leadership());
+            }
         }
         self.drive(ctx);
     }

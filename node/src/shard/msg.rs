@@ -58,6 +58,9 @@ pub enum ShardMsg {
     /// The fsync failed: the replica stops accepting writes.
     PersistFailed { error: String },
     Status { reply: oneshot::Sender<ShardStatus> },
+    /// The node is stopping: hand leadership to a caught-up follower. Answers whether a
+    /// transfer started.
+    HandOff { reply: oneshot::Sender<bool> },
 }
 
 impl actix::Message for ShardMsg {

@@ -319,6 +319,29 @@ impl Replica {
         self.resend_stale_read_rounds();
     }
 
+    /// Before a planned stop: if this replica leads, transfer leadership to a voter whose log
+    /// is complete, so the shard does not wait out an election timeout. Returns whether a
+    /// transfer started.
+    pub fn hand_off_leadership(&mut self) -> bool {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader || raft.lead_transferee.is_some() {
+            return false;
+        }
+        let last = raft.raft_log.last_index();
+        let me = self.cfg.node_id;
+        let target = self.cfg.voters.iter().copied().filter(|&v| v != me).find(|&v| {
+            raft.prs().get(v).is_some_and(|p| p.state == raft::ProgressState::Replicate && p.matched == last)
+        });
+        match target {
+            Some(to) => {
+                tracing::info!(shard = self.cfg.shard, to, "stopping: handing leadership over");
+                self.raw.transfer_leader(to);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// True between installing a received snapshot and its fsync: raft's applied index is
     /// still below the snapshot, whose earlier entries are gone from the log. (raft-rs drops
     /// the unstable snapshot at `advance_append_async`, before persistence, so `snap()` cannot
