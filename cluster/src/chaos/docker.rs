@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use coinledger_client::{Client, ClientConfig};
 
-use super::faults::{self, Action, FaultKind, Injected};
+use super::faults::{self, Action, FaultKind};
 use super::history::History;
 use super::monitor::Monitor;
 use super::report::Report;
@@ -202,6 +202,24 @@ struct DockerInjector<'a> {
     paused: BTreeSet<u64>,
     disconnected: BTreeSet<u64>,
     stopped: BTreeSet<u64>,
+}
+
+impl faults::FaultRunner for DockerInjector<'_> {
+    fn skip_reason(&self, action: &Action) -> Option<&'static str> {
+        (!Self::supports(action)).then_some("no docker form")
+    }
+
+    fn describe(&self, action: &Action) -> String {
+        Self::describe(action)
+    }
+
+    async fn inject(&mut self, action: &Action, now_ms: &dyn Fn() -> u64) -> Result<(u64, u64)> {
+        self.run(action, now_ms).await
+    }
+
+    fn heal(&mut self) -> Vec<String> {
+        self.heal_all()
+    }
 }
 
 impl DockerInjector<'_> {
@@ -418,48 +436,7 @@ async fn run_inner(opts: &ChaosOptions, compose: &Compose, spec: ClusterSpec, sa
         history.clone(),
         &WorkloadOptions { clients: opts.clients, seed: opts.seed, op_deadline: OP_DEADLINE },
     );
-    let mut injected: Vec<Injected> = Vec::new();
-    for planned in &plan {
-        let now = history.now_ms();
-        if planned.at_ms > now {
-            tokio::time::sleep(Duration::from_millis(planned.at_ms - now)).await;
-        }
-        if history.now_ms() + 1_000 > duration_ms {
-            break;
-        }
-        let kind = planned.action.kind().name();
-        if !DockerInjector::supports(&planned.action) {
-            let w = format!("{:>7} ms  {kind:<9} {} skipped (no docker form)", history.now_ms(), planned.action.describe());
-            say(w.clone());
-            warnings.push(w);
-            continue;
-        }
-        let clock = {
-            let h = history.clone();
-            move || h.now_ms()
-        };
-        let started_ms = history.now_ms();
-        let result = injector.run(&planned.action, &clock).await;
-        let what = DockerInjector::describe(&planned.action);
-        say(match &result {
-            Ok((s, h)) => format!("{s:>7} ms  {kind:<9} {what} (healed at {h} ms)"),
-            Err(e) => format!("{started_ms:>7} ms  {kind:<9} {what} FAILED: {e}"),
-        });
-        injected.push(Injected {
-            planned: planned.clone(),
-            started_ms: result.as_ref().map_or(started_ms, |(s, _)| *s),
-            healed_ms: result.as_ref().ok().map(|(_, h)| *h),
-            error: result.err(),
-            recover_ms: None,
-        });
-    }
-    let now = history.now_ms();
-    if now < duration_ms {
-        tokio::time::sleep(Duration::from_millis(duration_ms - now)).await;
-    }
-    for e in injector.heal_all() {
-        say(format!("heal: {e}"));
-    }
+    let injected = faults::run_schedule(&mut injector, &plan, &history, duration_ms, &mut warnings, say).await;
     let internal_answers = workload.stop().await;
     let failovers = monitor.stop().await;
     let run_ms = history.now_ms();

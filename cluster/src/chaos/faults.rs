@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::history::History;
 use super::net::Firewall;
 use super::rng::Rng;
 use crate::launcher::{live_pid, Cluster, Result, Sig};
@@ -323,5 +324,90 @@ mod tests {
     fn parses_fault_lists() {
         assert_eq!(FaultKind::parse_list("kill,pause").unwrap(), vec![FaultKind::Kill, FaultKind::Pause]);
         assert!(FaultKind::parse_list("kill,nuke").is_err());
+    }
+}
+
+/// What carries out faults: local processes and the firewall ([`Injector`]), or Docker.
+pub(crate) trait FaultRunner {
+    /// Why `action` cannot be carried out here (it is then skipped with a note), if it cannot.
+    fn skip_reason(&self, _action: &Action) -> Option<&'static str> {
+        None
+    }
+
+    /// The action as this runner carries it out, for the log.
+    fn describe(&self, action: &Action) -> String {
+        action.describe()
+    }
+
+    /// Carries out `action`; Ok((started_ms, healed_ms)).
+    async fn inject(&mut self, action: &Action, now_ms: &dyn Fn() -> u64) -> Result<(u64, u64)>;
+
+    /// Heals whatever is still broken; one line per failure.
+    fn heal(&mut self) -> Vec<String>;
+}
+
+/// Runs the fault schedule while the workload runs: each fault at its planned time (none
+/// that would end within the last second), logged as it happens; then waits out the run's
+/// duration and heals everything. Skipped faults become warnings.
+pub(crate) async fn run_schedule(
+    runner: &mut impl FaultRunner,
+    plan: &[Planned],
+    history: &Arc<History>,
+    duration_ms: u64,
+    warnings: &mut Vec<String>,
+    say: &mut (dyn FnMut(String) + Send),
+) -> Vec<Injected> {
+    let mut injected = Vec::new();
+    for planned in plan {
+        let now = history.now_ms();
+        if planned.at_ms > now {
+            tokio::time::sleep(Duration::from_millis(planned.at_ms - now)).await;
+        }
+        if history.now_ms() + 1_000 > duration_ms {
+            break;
+        }
+        let kind = planned.action.kind().name();
+        let what = runner.describe(&planned.action);
+        if let Some(reason) = runner.skip_reason(&planned.action) {
+            let w = format!("{:>7} ms  {kind:<9} {what} skipped ({reason})", history.now_ms());
+            say(w.clone());
+            warnings.push(w);
+            continue;
+        }
+        let clock = {
+            let h = history.clone();
+            move || h.now_ms()
+        };
+        let started_ms = history.now_ms();
+        let result = runner.inject(&planned.action, &clock).await;
+        say(match &result {
+            Ok((s, h)) => format!("{s:>7} ms  {kind:<9} {what} (healed at {h} ms)"),
+            Err(e) => format!("{started_ms:>7} ms  {kind:<9} {what} FAILED: {e}"),
+        });
+        injected.push(Injected {
+            planned: planned.clone(),
+            started_ms: result.as_ref().map_or(started_ms, |(s, _)| *s),
+            healed_ms: result.as_ref().ok().map(|(_, h)| *h),
+            error: result.err(),
+            recover_ms: None,
+        });
+    }
+    let now = history.now_ms();
+    if now < duration_ms {
+        tokio::time::sleep(Duration::from_millis(duration_ms - now)).await;
+    }
+    for e in runner.heal() {
+        say(format!("heal: {e}"));
+    }
+    injected
+}
+
+impl FaultRunner for Injector {
+    async fn inject(&mut self, action: &Action, now_ms: &dyn Fn() -> u64) -> Result<(u64, u64)> {
+        self.run(action, now_ms).await
+    }
+
+    fn heal(&mut self) -> Vec<String> {
+        self.heal_all()
     }
 }

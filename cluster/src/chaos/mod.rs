@@ -138,39 +138,7 @@ async fn run_inner(opts: ChaosOptions, say: &mut (dyn FnMut(String) + Send)) -> 
         history.clone(),
         &WorkloadOptions { clients: opts.clients, seed: opts.seed, op_deadline: OP_DEADLINE },
     );
-    let mut injected: Vec<Injected> = Vec::new();
-    for planned in &plan {
-        let now = history.now_ms();
-        if planned.at_ms > now {
-            tokio::time::sleep(Duration::from_millis(planned.at_ms - now)).await;
-        }
-        if history.now_ms() + 1_000 > duration_ms {
-            break;
-        }
-        let clock = { let h = history.clone(); move || h.now_ms() };
-        let started_ms = history.now_ms();
-        let result = injector.run(&planned.action, &clock).await;
-        let line = match &result {
-            Ok((s, h)) => format!("{:>7} ms  {:<9} {} (healed at {h} ms)", s, planned.action.kind().name(), planned.action.describe()),
-            Err(e) => format!("{started_ms:>7} ms  {:<9} {} FAILED: {e}", planned.action.kind().name(), planned.action.describe()),
-        };
-        say(line);
-        injected.push(Injected {
-            planned: planned.clone(),
-            started_ms: result.as_ref().map_or(started_ms, |(s, _)| *s),
-            healed_ms: result.as_ref().ok().map(|(_, h)| *h),
-            error: result.err(),
-            recover_ms: None,
-        });
-    }
-    let now = history.now_ms();
-    if now < duration_ms {
-        tokio::time::sleep(Duration::from_millis(duration_ms - now)).await;
-    }
-    let heal_errors = injector.heal_all();
-    for e in &heal_errors {
-        say(format!("heal: {e}"));
-    }
+    let injected = faults::run_schedule(&mut injector, &plan, &history, duration_ms, &mut warnings, say).await;
     let internal_answers = workload.stop().await;
     let failovers = monitor.stop().await;
     let run_ms = history.now_ms();
