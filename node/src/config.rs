@@ -65,6 +65,11 @@ pub struct NodeConfig {
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=100_000_000))]
     pub compact_log_entries: u64,
 
+    /// sled's page cache in MiB: the bulk of the node's resident memory. Pages beyond it are
+    /// read back from disk when needed.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(8..=65_536))]
+    pub cache_mb: u64,
+
     /// Actor threads hosting the shard replicas.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub shard_threads: u64,

@@ -130,7 +130,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     // rules between node addresses see which node is talking.
     let source_ip = Some(cfg.listen.ip()).filter(|ip| !ip.is_unspecified());
     let engine: SharedEngine = Arc::new(
-        SledEngine::open(&cfg.data_dir).map_err(|e| format!("cannot open {}: {e}", cfg.data_dir.display()))?,
+        SledEngine::open(&cfg.data_dir, cfg.cache_mb << 20).map_err(|e| format!("cannot open {}: {e}", cfg.data_dir.display()))?,
     );
     check_meta(engine.as_ref(), &cfg)?;
     let layout = Layout::new(cfg.shards);

@@ -462,7 +462,10 @@ impl World {
         self.report.snapshots_installed +=
             self.nodes.iter().filter_map(|n| n.replica.as_ref()).map(|r| r.status().snapshots_installed).sum::<u64>();
 
-        // 1. Replicas agree, byte for byte.
+        // 1. Replicas agree, byte for byte (their cached state written out first).
+        for replica in self.nodes.iter_mut().filter_map(|n| n.replica.as_mut()) {
+            replica.flush_state_now();
+        }
         let states: Vec<_> = self
             .nodes
             .iter()
@@ -530,7 +533,9 @@ impl World {
         }
 
         // 4. Conservation on the shard.
-        let store = crate::shard::store::EngineStore::new(self.nodes[(leader - 1) as usize].engine.as_ref(), keys::ledger_prefix(SHARD));
+        let prefix = keys::ledger_prefix(SHARD);
+        let empty = crate::shard::store::StateCache::default();
+        let store = crate::shard::store::EngineStore::read_only(self.nodes[(leader - 1) as usize].engine.as_ref(), &prefix, &empty);
         let audit = ledger::audit::shard_audit(&store, SHARD);
         let global = ledger::audit::global_audit(&[audit], &|_| false);
         if !global.ok {

@@ -22,6 +22,9 @@ pub struct ShardStorage {
     truncated_term: u64,
     /// `(first index of the run, term)`, ascending, covering `first_index..=last_index`.
     term_runs: Vec<(u64, u64)>,
+    /// Raft asked for a snapshot newer than the state in the engine (the replica flushes its
+    /// state cache, then raft's next attempt succeeds).
+    snapshot_wanted: std::sync::atomic::AtomicBool,
 }
 
 fn corrupt(key: &[u8], reason: impl ToString) -> StorageError {
@@ -33,6 +36,15 @@ fn to_raft_err(e: StorageError) -> raft::Error {
 }
 
 impl ShardStorage {
+    /// Whether raft wanted a snapshot of a state newer than the engine's.
+    pub fn snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn clear_snapshot_wanted(&self) {
+        self.snapshot_wanted.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Loads the shard's raft state, or bootstraps it with `voters` if it has none yet.
     pub fn open(engine: SharedEngine, shard: u32, voters: &[u64]) -> Result<Self, StorageError> {
         let hard_state = match engine.get(&keys::hard_state(shard))? {
@@ -67,6 +79,7 @@ impl ShardStorage {
             last_index: truncated_index,
             truncated_term,
             term_runs: Vec::new(),
+            snapshot_wanted: Default::default(),
         };
         storage.load_term_runs()?;
         Ok(storage)
@@ -290,6 +303,7 @@ impl raft::Storage for ShardStorage {
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         let data = super::snapshot::build(self.engine.as_ref(), self.shard).map_err(to_raft_err)?;
         if data.applied_index < request_index || data.applied_index + 1 < self.first_index {
+            self.snapshot_wanted.store(true, std::sync::atomic::Ordering::Relaxed);
             return Err(raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable));
         }
         let mut snapshot = Snapshot::default();

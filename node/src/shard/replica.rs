@@ -21,7 +21,7 @@ use protobuf::Message as _;
 
 use super::entry::{command_bytes, EntryBatch, MAX_ENTRY_BYTES, MAX_ENTRY_COMMANDS};
 use super::msg::{ProposeReply, ReadAnswer, ReadQuery, ReadReply, ShardStatus};
-use super::store::EngineStore;
+use super::store::{EngineStore, StateCache};
 use crate::error::NodeError;
 use crate::keys;
 use crate::ledger::{self, Applied, Command, EntryContext, Layout};
@@ -93,7 +93,17 @@ pub struct Replica {
     cfg: ReplicaConfig,
     engine: SharedEngine,
     raw: RawNode<ShardStorage>,
+    /// Last entry applied to the state (in memory: the engine plus `state`).
     applied_index: u64,
+    /// Ledger writes since the last flush; see `store.rs` for why this is safe.
+    state: StateCache,
+    /// The shard's key prefix in the engine.
+    prefix: Vec<u8>,
+    /// Applied index of the state in the engine: restart resumes here, and the raft log is
+    /// never compacted past it.
+    flushed_index: u64,
+    /// `ticks` at the last state flush.
+    flushed_at_tick: u64,
     /// Commands waiting to be proposed as one entry.
     batch: Vec<(Command, ProposeReply)>,
     /// Proposed entries awaiting apply, ascending by index.
@@ -116,6 +126,13 @@ pub struct Replica {
     /// Consecutive rebalance checks in which the preferred leader was caught up.
     preferred_caught_up_checks: u32,
 }
+
+/// The state cache is flushed to the engine after this many ticks (0.5 s at the default tick),
+/// after this many applied entries, or once it holds this many bytes, whichever comes first.
+/// They bound the memory it holds and the entries a restart re-applies.
+const STATE_FLUSH_TICKS: u64 = 5;
+const STATE_FLUSH_ENTRIES: u64 = 1_024;
+const STATE_FLUSH_BYTES: usize = 32 << 20;
 
 /// Ticks between checks whether leadership should go back to the shard's preferred replica.
 const REBALANCE_CHECK_TICKS: u64 = 10;
@@ -162,11 +179,16 @@ impl Replica {
         raft_cfg.validate().map_err(|e| StorageError::Engine(format!("raft config: {e}")))?;
         let raw = RawNode::new(&raft_cfg, storage, &raft_logger(cfg.shard))
             .map_err(|e| StorageError::Engine(format!("raft node: {e}")))?;
+        let prefix = keys::ledger_prefix(cfg.shard);
         Ok(Self {
             cfg,
+            prefix,
             engine,
             raw,
             applied_index,
+            state: StateCache::default(),
+            flushed_index: applied_index,
+            flushed_at_tick: 0,
             batch: Vec::new(),
             proposals: VecDeque::new(),
             unsynced: VecDeque::new(),
@@ -423,6 +445,38 @@ impl Replica {
         }
         self.start_read_round();
         self.handle_ready(out);
+        if self.state_flush_due() {
+            let mut batch = WriteBatch::default();
+            self.flush_state(&mut batch);
+            self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
+        }
+    }
+
+    fn state_flush_due(&self) -> bool {
+        self.applied_index > self.flushed_index
+            && (self.applied_index - self.flushed_index >= STATE_FLUSH_ENTRIES
+                || self.state.bytes() >= STATE_FLUSH_BYTES
+                || self.ticks.saturating_sub(self.flushed_at_tick) >= STATE_FLUSH_TICKS
+                || self.raw.store().snapshot_wanted())
+    }
+
+    /// Moves the cached state, with the applied index it corresponds to, into `batch`.
+    fn flush_state(&mut self, batch: &mut WriteBatch) {
+        self.state.drain_into(&self.prefix, batch);
+        batch.put(keys::applied_index(self.cfg.shard), self.applied_index.to_be_bytes().to_vec());
+        self.flushed_index = self.applied_index;
+        self.flushed_at_tick = self.ticks;
+        self.raw.store().clear_snapshot_wanted();
+    }
+
+    /// Writes the cached state to the engine now (before a planned stop, or for a check that
+    /// reads the engine directly).
+    pub fn flush_state_now(&mut self) {
+        if self.applied_index > self.flushed_index || !self.state.is_empty() {
+            let mut batch = WriteBatch::default();
+            self.flush_state(&mut batch);
+            self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
+        }
     }
 
     fn propose_batch(&mut self) {
@@ -486,10 +540,13 @@ impl Replica {
             }
         }
 
-        // One engine write per Ready: the applied state, the new entries and the hard state
-        // (with its commit index) land together, so a crash can never keep an applied index
-        // above the commit index it was derived from.
+        // One engine write per Ready: the new entries, the hard state (with its commit index)
+        // and, when a flush is due, the state cache with its applied index land together, so a
+        // crash can never keep an applied index above the commit index it was derived from.
         let answers = self.apply_entries(rd.take_committed_entries(), &mut batch);
+        if self.state_flush_due() {
+            self.flush_state(&mut batch);
+        }
         self.raw.mut_store().append(rd.entries(), &mut batch);
         if let Some(hs) = rd.hs() {
             self.raw.mut_store().set_hard_state(hs, &mut batch);
@@ -549,21 +606,27 @@ impl Replica {
         crate::raftlog::snapshot::install(&snapshot.data, shard, meta.index, batch)
             .unwrap_or_else(|e| storage_fatal(shard, e));
         self.raw.mut_store().apply_snapshot(&meta, batch);
+        // The snapshot replaced the state the cached writes applied to.
+        self.state.clear();
         self.applied_index = meta.index;
+        self.flushed_index = meta.index;
+        self.flushed_at_tick = self.ticks;
         self.snapshots_installed += 1;
         tracing::info!(shard, index = meta.index, term = meta.term, bytes = snapshot.data.len(), "installed snapshot");
     }
 
-    /// Keeps the raft log bounded: once it holds more than `compact_log_entries` applied
-    /// entries, drops the older half of them (followers that need them get a snapshot).
+    /// Keeps the raft log bounded: once it holds more than `compact_log_entries` entries
+    /// whose state is flushed, drops the older half of them (followers that need them get a
+    /// snapshot). Entries above the flushed index stay: a restart re-applies them.
     fn maybe_compact(&mut self) {
         let limit = self.cfg.compact_log_entries;
         let store = self.raw.store();
-        let applied_in_log = self.applied_index.saturating_sub(store.first_log_index()) + 1;
-        if applied_in_log <= limit || self.applied_index < store.first_log_index() {
+        let flushed = self.flushed_index;
+        let flushed_in_log = flushed.saturating_sub(store.first_log_index()) + 1;
+        if flushed_in_log <= limit || flushed < store.first_log_index() {
             return;
         }
-        let to_index = self.applied_index - limit / 2;
+        let to_index = flushed - limit / 2;
         let mut batch = WriteBatch::default();
         self.raw.mut_store().compact(to_index, &mut batch);
         self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
@@ -595,7 +658,7 @@ impl Replica {
         }
         let shard = self.cfg.shard;
         let engine = self.engine.clone();
-        let mut store = EngineStore::new(engine.as_ref(), keys::ledger_prefix(shard));
+        let mut store = EngineStore::new(engine.as_ref(), &self.prefix, &mut self.state);
         for entry in entries {
             assert_eq!(entry.index, self.applied_index + 1, "shard {shard}: entries apply in order");
             match entry.get_entry_type() {
@@ -633,9 +696,6 @@ impl Replica {
             }
             self.applied_index = entry.index;
         }
-        store.drain_into(batch);
-        // State and applied index in one atomic write: a restart resumes exactly here.
-        batch.put(keys::applied_index(shard), self.applied_index.to_be_bytes().to_vec());
         answers
     }
 
@@ -677,7 +737,7 @@ impl Replica {
 
     /// Answers a query from the applied state (callers guarantee linearizability).
     pub fn query(&self, query: &ReadQuery) -> ReadAnswer {
-        let store = EngineStore::new(self.engine.as_ref(), keys::ledger_prefix(self.cfg.shard));
+        let store = EngineStore::read_only(self.engine.as_ref(), &self.prefix, &self.state);
         match query {
             ReadQuery::Account(id) => ReadAnswer::Account(ledger::read::account(&store, id)),
             ReadQuery::History { account, limit, cursor } => {

@@ -1,18 +1,89 @@
-//! The ledger's `Store` over the node's engine, for one shard and one apply round.
+//! The ledger's `Store` over the node's engine, for one shard, with a write-back cache.
 //!
-//! Writes are buffered and handed to the caller as one engine batch, together with the applied
-//! index they lead to: state and applied index change atomically, so a restart re-applies
-//! exactly the entries whose effects are not on disk, and nothing twice.
+//! Applying an entry writes into the replica's [`StateCache`], not into the engine. The cache
+//! reaches the engine in one batch together with the applied index it corresponds to
+//! ([`StateCache::drain_into`]), every few hundred milliseconds. That is safe because the
+//! state is a function of the raft log: the log is what is fsynced before an acknowledgement,
+//! and after a crash the replica re-applies the committed entries above the applied index it
+//! finds on disk (the log is never compacted past that index). What it buys: a hot creator's
+//! account, the shard totals and the rate card are written once per flush instead of once per
+//! command, and an outbox record that is created and cleared within one flush never reaches
+//! the engine at all.
 
 use std::collections::BTreeMap;
 
 use crate::ledger::Store;
 use crate::storage::{prefix_end, Engine, WriteBatch};
 
+/// Ledger writes not yet in the engine: key (without the shard prefix) → value, or `None` for
+/// a deletion.
+#[derive(Default)]
+pub struct StateCache {
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Approximate bytes held (keys and values), to bound the cache's memory.
+    bytes: usize,
+}
+
+impl StateCache {
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub fn keys(&self) -> usize {
+        self.writes.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Forgets every cached write (a snapshot replaced the state they applied to).
+    pub fn clear(&mut self) {
+        self.writes.clear();
+        self.bytes = 0;
+    }
+
+    /// Moves the cached writes into `batch`, under the shard's `prefix`.
+    pub fn drain_into(&mut self, prefix: &[u8], batch: &mut WriteBatch) {
+        for (key, value) in std::mem::take(&mut self.writes) {
+            let mut full = Vec::with_capacity(prefix.len() + key.len());
+            full.extend_from_slice(prefix);
+            full.extend_from_slice(&key);
+            match value {
+                Some(v) => batch.put(full, v),
+                None => batch.delete(full),
+            }
+        }
+        self.bytes = 0;
+    }
+
+    fn record(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        self.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
+        if let Some(old) = self.writes.insert(key.to_vec(), value) {
+            self.bytes = self.bytes.saturating_sub(key.len() + old.map_or(0, |v| v.len()));
+        }
+    }
+}
+
+enum Cache<'a> {
+    Write(&'a mut StateCache),
+    Read(&'a StateCache),
+}
+
+impl Cache<'_> {
+    fn get(&self) -> &StateCache {
+        match self {
+            Cache::Write(c) => c,
+            Cache::Read(c) => c,
+        }
+    }
+}
+
+/// The shard's state as the ledger sees it: the cache over the engine.
 pub struct EngineStore<'a> {
     engine: &'a dyn Engine,
-    prefix: Vec<u8>,
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    prefix: &'a [u8],
+    cache: Cache<'a>,
 }
 
 /// The ledger cannot handle a storage failure, by design: the replica stops (fail-stop)
@@ -22,8 +93,24 @@ fn fatal(e: impl std::fmt::Display) -> ! {
 }
 
 impl<'a> EngineStore<'a> {
-    pub fn new(engine: &'a dyn Engine, prefix: Vec<u8>) -> Self {
-        Self { engine, prefix, writes: BTreeMap::new() }
+    /// A store that applies writes into `cache`.
+    pub fn new(engine: &'a dyn Engine, prefix: &'a [u8], cache: &'a mut StateCache) -> Self {
+        Self { engine, prefix, cache: Cache::Write(cache) }
+    }
+
+    /// A view for queries.
+    ///
+    /// # Panics
+    /// On a write: reads never change the state.
+    pub fn read_only(engine: &'a dyn Engine, prefix: &'a [u8], cache: &'a StateCache) -> Self {
+        Self { engine, prefix, cache: Cache::Read(cache) }
+    }
+
+    fn cache_mut(&mut self) -> &mut StateCache {
+        match &mut self.cache {
+            Cache::Write(c) => c,
+            Cache::Read(_) => panic!("a read-only view of the shard state was written"),
+        }
     }
 
     fn full_key(&self, key: &[u8]) -> Vec<u8> {
@@ -33,21 +120,6 @@ impl<'a> EngineStore<'a> {
         full
     }
 
-    pub fn has_writes(&self) -> bool {
-        !self.writes.is_empty()
-    }
-
-    /// Moves the buffered writes into `batch` (with the shard prefix).
-    pub fn drain_into(&mut self, batch: &mut WriteBatch) {
-        for (key, value) in std::mem::take(&mut self.writes) {
-            let full = self.full_key(&key);
-            match value {
-                Some(v) => batch.put(full, v),
-                None => batch.delete(full),
-            }
-        }
-    }
-
     fn merged_scan(&self, prefix: &[u8], before: Option<&[u8]>, limit: usize, reverse: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
         let start = self.full_key(prefix);
         let end = match before {
@@ -55,7 +127,8 @@ impl<'a> EngineStore<'a> {
             None => prefix_end(&start).unwrap_or_else(|| vec![0xff; start.len() + 1]),
         };
         // Deleted keys may hide engine entries: fetch enough to still fill `limit`.
-        let pending = self.writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).count();
+        let writes = &self.cache.get().writes;
+        let pending = writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).count();
         let fetched = self
             .engine
             .scan(&start, &end, limit.saturating_add(pending), reverse)
@@ -63,7 +136,7 @@ impl<'a> EngineStore<'a> {
         let strip = self.prefix.len();
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
             fetched.into_iter().map(|(k, v)| (k[strip..].to_vec(), v)).collect();
-        for (key, value) in self.writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+        for (key, value) in writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
             if before.is_some_and(|b| key.as_slice() >= b) {
                 continue;
             }
@@ -82,18 +155,18 @@ impl<'a> EngineStore<'a> {
 
 impl Store for EngineStore<'_> {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        if let Some(buffered) = self.writes.get(key) {
+        if let Some(buffered) = self.cache.get().writes.get(key) {
             return buffered.clone();
         }
         self.engine.get(&self.full_key(key)).unwrap_or_else(|e| fatal(e))
     }
 
     fn put(&mut self, key: &[u8], value: Vec<u8>) {
-        self.writes.insert(key.to_vec(), Some(value));
+        self.cache_mut().record(key, Some(value));
     }
 
     fn delete(&mut self, key: &[u8]) {
-        self.writes.insert(key.to_vec(), None);
+        self.cache_mut().record(key, None);
     }
 
     fn scan(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -110,22 +183,62 @@ mod tests {
     use super::*;
     use crate::storage::MemEngine;
 
+    const PREFIX: &[u8] = b"L\0\0\0\x01";
+
     #[test]
     fn passes_the_ledger_store_conformance_suite_and_stays_in_its_shard() {
         let engine = MemEngine::new();
         let mut other = WriteBatch::default();
         other.put(b"L\0\0\0\x02k/a".to_vec(), b"other shard".to_vec());
         engine.write(other).unwrap();
-        let mut store = EngineStore::new(&engine, b"L\0\0\0\x01".to_vec());
+        let mut cache = StateCache::default();
+        let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
         crate::ledger::store::conformance(&mut store);
-        // Buffered writes reach the engine only through drain_into, under the prefix.
+        // Cached writes reach the engine only through drain_into, under the prefix.
         store.put(b"k/z", b"1".to_vec());
         assert_eq!(engine.get(b"L\0\0\0\x01k/z").unwrap(), None);
         let mut batch = WriteBatch::default();
-        store.drain_into(&mut batch);
+        cache.drain_into(PREFIX, &mut batch);
+        assert!(cache.is_empty() && cache.bytes() == 0);
         engine.write(batch).unwrap();
         assert_eq!(engine.get(b"L\0\0\0\x01k/z").unwrap(), Some(b"1".to_vec()));
-        let fresh = EngineStore::new(&engine, b"L\0\0\0\x01".to_vec());
+        let fresh = EngineStore::read_only(&engine, PREFIX, &cache);
         assert_eq!(fresh.scan(b"k/", 10).len(), 1, "shard 2's key is invisible");
+    }
+
+    #[test]
+    fn the_cache_shadows_the_engine_until_it_is_drained() {
+        let engine = MemEngine::new();
+        let mut seed = WriteBatch::default();
+        seed.put([PREFIX, b"a/1"].concat(), b"old".to_vec());
+        seed.put([PREFIX, b"a/2"].concat(), b"gone".to_vec());
+        engine.write(seed).unwrap();
+        let mut cache = StateCache::default();
+        let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
+        store.put(b"a/1", b"new".to_vec());
+        store.delete(b"a/2");
+        store.put(b"a/3", b"added".to_vec());
+        store.delete(b"a/3");
+        let view = EngineStore::read_only(&engine, PREFIX, &cache);
+        assert_eq!(view.get(b"a/1"), Some(b"new".to_vec()));
+        assert_eq!(view.get(b"a/2"), None);
+        assert_eq!(view.scan(b"a/", 10), vec![(b"a/1".to_vec(), b"new".to_vec())]);
+        assert_eq!(view.scan_rev(b"a/", None, 10).len(), 1);
+        assert_eq!(cache.keys(), 3);
+        assert_eq!(cache.bytes(), 3 + 3 + 3 + 3, "overwritten values are not counted twice");
+        let mut batch = WriteBatch::default();
+        cache.drain_into(PREFIX, &mut batch);
+        engine.write(batch).unwrap();
+        let after = EngineStore::read_only(&engine, PREFIX, &cache);
+        assert_eq!(after.scan(b"a/", 10), vec![(b"a/1".to_vec(), b"new".to_vec())]);
+    }
+
+    #[test]
+    #[should_panic(expected = "read-only view")]
+    fn a_read_only_view_refuses_writes() {
+        let engine = MemEngine::new();
+        let cache = StateCache::default();
+        let mut view = EngineStore::read_only(&engine, PREFIX, &cache);
+        view.put(b"k", b"v".to_vec());
     }
 }

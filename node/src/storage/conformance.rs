@@ -48,6 +48,8 @@ fn suite(engine: &dyn Engine) {
     engine.sync().unwrap();
 }
 
+const TEST_CACHE_BYTES: u64 = 16 << 20;
+
 #[test]
 fn mem_engine_conforms() {
     suite(&MemEngine::new());
@@ -56,20 +58,20 @@ fn mem_engine_conforms() {
 #[test]
 fn sled_engine_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    suite(&SledEngine::open(dir.path()).unwrap());
+    suite(&SledEngine::open(dir.path(), TEST_CACHE_BYTES).unwrap());
 }
 
 #[test]
 fn sled_engine_keeps_synced_writes_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let engine = SledEngine::open(dir.path()).unwrap();
+        let engine = SledEngine::open(dir.path(), TEST_CACHE_BYTES).unwrap();
         put(&engine, b"k", b"v");
         // A value far above sled's page size, to exercise large records.
         put(&engine, b"big", &vec![7u8; 1 << 20]);
         engine.sync().unwrap();
     }
-    let engine = SledEngine::open(dir.path()).unwrap();
+    let engine = SledEngine::open(dir.path(), TEST_CACHE_BYTES).unwrap();
     assert_eq!(engine.get(b"k").unwrap(), Some(b"v".to_vec()));
     assert_eq!(engine.get(b"big").unwrap().map(|v| v.len()), Some(1 << 20));
 }

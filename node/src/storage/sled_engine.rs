@@ -30,11 +30,13 @@ fn engine_err(e: sled::Error) -> StorageError {
 }
 
 impl SledEngine {
-    pub fn open(dir: &Path) -> Result<Self> {
+    /// Opens (or creates) the database in `dir` with a page cache of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let db = sled::Config::new()
             .path(dir)
             .segment_size(SEGMENT_BYTES)
+            .cache_capacity(cache_bytes)
             // Our sync thread flushes at every group commit; sled's own timer would only add
             // writes that nobody waits for.
             .flush_every_ms(None)
