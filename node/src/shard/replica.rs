@@ -26,7 +26,7 @@ use crate::error::NodeError;
 use crate::keys;
 use crate::ledger::{self, Applied, Command, EntryContext, Layout};
 use crate::raftlog::{raft_logger, ShardStorage};
-use crate::storage::{SharedEngine, StorageError, WriteBatch};
+use crate::storage::{SharedEngine, StorageError, WriteBatch, WriteOp};
 
 /// Raft timing, in ticks of `tick_ms`.
 #[derive(Debug, Clone)]
@@ -530,8 +530,11 @@ impl Replica {
             self.on_role_change(ss.raft_state, out);
         }
         let mut batch = WriteBatch::default();
+        // Whether this Ready's write must be atomic (see below).
+        let mut atomic = false;
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone(), &mut batch);
+            atomic = true;
         }
         for rs in rd.take_read_states() {
             let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
@@ -546,13 +549,22 @@ impl Replica {
         let answers = self.apply_entries(rd.take_committed_entries(), &mut batch);
         if self.state_flush_due() {
             self.flush_state(&mut batch);
+            atomic = true;
         }
         self.raw.mut_store().append(rd.entries(), &mut batch);
         if let Some(hs) = rd.hs() {
             self.raw.mut_store().set_hard_state(hs, &mut batch);
         }
-        if !batch.is_empty() {
+        // A snapshot, a state flush (state with its applied index) or a log truncation must
+        // land whole. The common Ready is only new entries in ascending order, then the hard
+        // state: every prefix of that is a log raft can restart from (the hard state comes
+        // last, so a kept commit index never points past the kept entries), and it saves sled
+        // from writing out its log buffer for every Ready.
+        atomic |= batch.ops.iter().any(|op| !matches!(op, WriteOp::Put(..)));
+        if atomic {
             self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
+        } else if !batch.is_empty() {
+            self.engine.write_ordered(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
         }
         for (index, term, results) in answers {
             self.answer(index, term, results);

@@ -45,6 +45,19 @@ fn suite(engine: &dyn Engine) {
     assert_eq!(left, vec![0, 1, 2, 7, 8, 9]);
     assert_eq!(engine.get(b"b1").unwrap(), Some(b"w".to_vec()));
 
+    // write_ordered: the same operations, applied in order
+    let mut b = WriteBatch::default();
+    b.put(&b"e1"[..], &b"1"[..]);
+    b.put(&b"e1"[..], &b"2"[..]);
+    b.put(&b"e2"[..], &b"3"[..]);
+    b.delete(&b"b1"[..]);
+    b.delete_range(vec![b'c', 0], vec![b'c', 2]);
+    engine.write_ordered(b).unwrap();
+    assert_eq!(engine.get(b"e1").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(engine.get(b"e2").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(engine.get(b"b1").unwrap(), None);
+    assert_eq!(engine.scan(b"c", b"d", 100, false).unwrap().len(), 4);
+
     engine.sync().unwrap();
 }
 

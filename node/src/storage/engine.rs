@@ -54,6 +54,7 @@ impl WriteBatch {
 ///
 /// Contract (checked by the conformance suite in `conformance.rs` for every implementation):
 /// - `write` is atomic and its effects are visible to every later `get`/`scan` at once;
+/// - `write_ordered` applies its operations one by one, each visible at once;
 /// - after `sync` returns Ok, every earlier `write` survives a crash or power loss;
 /// - after a crash, the engine holds a prefix of the writes in the order they were made
 ///   (a later write is never kept while an earlier one is lost).
@@ -68,6 +69,17 @@ pub trait Engine: Send + Sync + 'static {
         -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
     fn write(&self, batch: WriteBatch) -> Result<()>;
+    /// Applies the batch's operations in order, without atomicity: a crash may keep any
+    /// prefix of them, never a later one without the earlier ones. For writes that stay
+    /// consistent at every prefix (raft entries appended in ascending order, then the hard
+    /// state), where atomicity would cost: sled seals and writes out its log buffer for every
+    /// atomic batch, which under load is most of the node's work.
+    fn write_ordered(&self, batch: WriteBatch) -> Result<()> {
+        for op in batch.ops {
+            self.write(WriteBatch { ops: vec![op] })?;
+        }
+        Ok(())
+    }
 
     /// Makes every earlier write durable: a real fsync, not a page-cache flush.
     fn sync(&self) -> Result<()>;
