@@ -446,9 +446,7 @@ impl Replica {
         self.start_read_round();
         self.handle_ready(out);
         if self.state_flush_due() {
-            let mut batch = WriteBatch::default();
-            self.flush_state(&mut batch);
-            self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
+            self.write_state_flush();
         }
     }
 
@@ -470,13 +468,19 @@ impl Replica {
     }
 
     /// Writes the cached state to the engine now (before a planned stop, or for a check that
-    /// reads the engine directly).
+    /// reads the engine directly). Only applying entries fills the cache, and it advances the
+    /// applied index, so there is nothing to write while the two indexes agree.
     pub fn flush_state_now(&mut self) {
-        if self.applied_index > self.flushed_index || !self.state.is_empty() {
-            let mut batch = WriteBatch::default();
-            self.flush_state(&mut batch);
-            self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
+        if self.applied_index > self.flushed_index {
+            self.write_state_flush();
         }
+    }
+
+    /// A state flush as an engine write of its own.
+    fn write_state_flush(&mut self) {
+        let mut batch = WriteBatch::default();
+        self.flush_state(&mut batch);
+        self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
     }
 
     fn propose_batch(&mut self) {

@@ -46,9 +46,7 @@ impl StateCache {
     /// Moves the cached writes into `batch`, under the shard's `prefix`.
     pub fn drain_into(&mut self, prefix: &[u8], batch: &mut WriteBatch) {
         for (key, value) in std::mem::take(&mut self.writes) {
-            let mut full = Vec::with_capacity(prefix.len() + key.len());
-            full.extend_from_slice(prefix);
-            full.extend_from_slice(&key);
+            let full = prefixed(prefix, &key);
             match value {
                 Some(v) => batch.put(full, v),
                 None => batch.delete(full),
@@ -63,6 +61,14 @@ impl StateCache {
             self.bytes = self.bytes.saturating_sub(key.len() + old.map_or(0, |v| v.len()));
         }
     }
+}
+
+/// A ledger key as the engine stores it: under the shard's prefix.
+fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut full = Vec::with_capacity(prefix.len() + key.len());
+    full.extend_from_slice(prefix);
+    full.extend_from_slice(key);
+    full
 }
 
 enum Cache<'a> {
@@ -114,10 +120,7 @@ impl<'a> EngineStore<'a> {
     }
 
     fn full_key(&self, key: &[u8]) -> Vec<u8> {
-        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
-        full.extend_from_slice(&self.prefix);
-        full.extend_from_slice(key);
-        full
+        prefixed(self.prefix, key)
     }
 
     fn merged_scan(&self, prefix: &[u8], before: Option<&[u8]>, limit: usize, reverse: bool) -> Vec<(Vec<u8>, Vec<u8>)> {

@@ -76,6 +76,25 @@ impl SledEngine {
     }
 }
 
+impl SledEngine {
+    /// The batch as single-key operations in order (value `None`: delete); a range is deleted
+    /// key by key, as sled has no range deletion.
+    fn for_each_key(&self, batch: WriteBatch, mut op: impl FnMut(sled::IVec, Option<Vec<u8>>) -> Result<()>) -> Result<()> {
+        for write in batch.ops {
+            match write {
+                WriteOp::Put(k, v) => op(k.into(), Some(v))?,
+                WriteOp::Delete(k) => op(k.into(), None)?,
+                WriteOp::DeleteRange(start, end) => {
+                    for key in self.db.range(start..end).keys() {
+                        op(key.map_err(engine_err)?, None)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Engine for SledEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get(key).map_err(engine_err)?.map(|v| v.to_vec()))
@@ -101,40 +120,26 @@ impl Engine for SledEngine {
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut sled_batch = sled::Batch::default();
-        for op in batch.ops {
-            match op {
-                WriteOp::Put(k, v) => sled_batch.insert(k, v),
-                WriteOp::Delete(k) => sled_batch.remove(k),
-                WriteOp::DeleteRange(start, end) => {
-                    // Ranges are deleted key by key inside the same atomic batch.
-                    for key in self.db.range(start..end).keys() {
-                        sled_batch.remove(key.map_err(engine_err)?);
-                    }
-                }
+        self.for_each_key(batch, |key, value| {
+            match value {
+                Some(v) => sled_batch.insert(key, v),
+                None => sled_batch.remove(key),
             }
-        }
+            Ok(())
+        })?;
         self.db.apply_batch(sled_batch).map_err(engine_err)
     }
 
     fn write_ordered(&self, batch: WriteBatch) -> Result<()> {
         // Single-key operations join sled's current log buffer; sled's recovery keeps a
         // prefix of its log, so a crash keeps a prefix of these operations.
-        for op in batch.ops {
-            match op {
-                WriteOp::Put(k, v) => {
-                    self.db.insert(k, v).map_err(engine_err)?;
-                }
-                WriteOp::Delete(k) => {
-                    self.db.remove(k).map_err(engine_err)?;
-                }
-                WriteOp::DeleteRange(start, end) => {
-                    for key in self.db.range(start..end).keys() {
-                        self.db.remove(key.map_err(engine_err)?).map_err(engine_err)?;
-                    }
-                }
+        self.for_each_key(batch, |key, value| {
+            match value {
+                Some(v) => self.db.insert(key, v).map(drop),
+                None => self.db.remove(key).map(drop),
             }
-        }
-        Ok(())
+            .map_err(engine_err)
+        })
     }
 
     fn sync(&self) -> Result<()> {
