@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter};
 use serde::{Deserialize, Serialize};
+use tonic::transport::server::TcpIncoming;
 
 use crate::api::{admin::AdminService, ledger_service::LedgerService};
 use crate::config::NodeConfig;
@@ -182,7 +183,6 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     println!("coinledger-node {} serving on {local} ({} shards, data in {})", cfg.id, cfg.shards, cfg.data_dir.display());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(LedgerServer::new(ledger))
         .add_service(AdminServer::new(admin))
         .add_service(
@@ -190,7 +190,10 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
                 .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX),
         )
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+        // tonic ignores the builder's tcp_nodelay for an incoming stream we supply: without
+        // it here, Nagle held small replies for a delayed ACK (40 ms stalls, p90 of 46 ms for
+        // a single client whose p50 was 3.7 ms).
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
             let _ = stop_rx.await;
         });
     tokio::pin!(server);
