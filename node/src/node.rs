@@ -141,8 +141,10 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         heartbeat_ticks: cfg.heartbeat_ticks as usize,
         fixed_election_timeout: false,
     };
-    let mut replicas = Vec::with_capacity(cfg.shards as usize);
-    for shard in (0..cfg.shards).filter(|&s| placement.hosts(cfg.id, s)) {
+    let hosted: Vec<u32> = (0..cfg.shards).filter(|&s| placement.hosts(cfg.id, s)).collect();
+    let state_flush_ticks = crate::shard::replica::state_flush_ticks(hosted.len());
+    let mut replicas = Vec::with_capacity(hosted.len());
+    for shard in hosted {
         let rc = ReplicaConfig {
             shard,
             node_id: cfg.id,
@@ -151,6 +153,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             addresses: members.clone(),
             timing: timing.clone(),
             compact_log_entries: cfg.compact_log_entries,
+            state_flush_ticks,
             clock: Clock::System,
         };
         replicas.push(Replica::open(rc, engine.clone()).map_err(|e| format!("shard {shard}: {e}"))?);

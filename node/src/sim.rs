@@ -136,6 +136,7 @@ fn replica_config(cfg: &SimConfig, id: u64, clock: &Arc<AtomicU64>) -> ReplicaCo
             fixed_election_timeout: true,
         },
         compact_log_entries: cfg.compact_log_entries,
+        state_flush_ticks: crate::shard::replica::state_flush_ticks(1),
         clock: Clock::Manual(clock.clone()),
     }
 }
