@@ -65,6 +65,11 @@ pub struct NodeConfig {
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=100_000_000))]
     pub compact_log_entries: u64,
 
+    /// Also compact a shard's raft log once its applied entries hold more than this many MiB
+    /// (batched entries are large: 10,000 of them can be gigabytes).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub compact_log_mb: u64,
+
     /// sled's page cache in MiB: the bulk of the node's resident memory. Pages beyond it are
     /// read back from disk when needed.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(8..=65_536))]

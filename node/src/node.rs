@@ -153,6 +153,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             addresses: members.clone(),
             timing: timing.clone(),
             compact_log_entries: cfg.compact_log_entries,
+            compact_log_bytes: cfg.compact_log_mb << 20,
             state_flush_ticks,
             clock: Clock::System,
         };

@@ -54,6 +54,7 @@ pub struct SimConfig {
     pub crash_per_mille: u32,
     pub partition_per_mille: u32,
     pub compact_log_entries: u64,
+    pub compact_log_bytes: u64,
 }
 
 impl Default for SimConfig {
@@ -67,6 +68,8 @@ impl Default for SimConfig {
             crash_per_mille: 500,
             partition_per_mille: 400,
             compact_log_entries: 40,
+            // Below 40 entries' worth: the byte bound triggers compaction too.
+            compact_log_bytes: 3_000,
         }
     }
 }
@@ -136,6 +139,7 @@ fn replica_config(cfg: &SimConfig, id: u64, clock: &Arc<AtomicU64>) -> ReplicaCo
             fixed_election_timeout: true,
         },
         compact_log_entries: cfg.compact_log_entries,
+        compact_log_bytes: cfg.compact_log_bytes,
         state_flush_ticks: crate::shard::replica::state_flush_ticks(1),
         clock: Clock::Manual(clock.clone()),
     }

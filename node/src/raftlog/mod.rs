@@ -2,9 +2,11 @@
 //! storage engine, behind raft-rs's `Storage` trait. Pure logic over the `Engine` trait: no
 //! actor types here.
 
+mod log_bytes;
 mod logger;
 pub mod snapshot;
 mod storage;
 
+pub use log_bytes::LogBytes;
 pub use logger::raft_logger;
 pub use storage::ShardStorage;

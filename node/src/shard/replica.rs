@@ -25,7 +25,7 @@ use super::store::{EngineStore, StateCache};
 use crate::error::NodeError;
 use crate::keys;
 use crate::ledger::{self, Applied, Command, EntryContext, Layout};
-use crate::raftlog::{raft_logger, ShardStorage};
+use crate::raftlog::{raft_logger, LogBytes, ShardStorage};
 use crate::storage::{SharedEngine, StorageError, WriteBatch, WriteOp};
 
 /// Raft timing, in ticks of `tick_ms`.
@@ -66,8 +66,10 @@ pub struct ReplicaConfig {
     /// node id → gRPC address, for leader hints.
     pub addresses: Arc<BTreeMap<u64, String>>,
     pub timing: RaftTiming,
-    /// Compact the raft log once it holds more than this many applied entries.
+    /// Compact the raft log once it holds more than this many applied entries,
     pub compact_log_entries: u64,
+    /// or more than this many bytes of them (counted since the process started).
+    pub compact_log_bytes: u64,
     /// Ticks between state flushes when neither the entry nor the byte bound comes first;
     /// see [`state_flush_ticks`].
     pub state_flush_ticks: u64,
@@ -108,6 +110,8 @@ pub struct Replica {
     /// `ticks` at which the next periodic state flush is due. The first one is offset by the
     /// shard number, so a node's replicas do not all flush in the same tick.
     next_flush_tick: u64,
+    /// Bytes of the raft log, for compaction by size.
+    log_bytes: LogBytes,
     /// Commands waiting to be proposed as one entry.
     batch: Vec<(Command, ProposeReply)>,
     /// Proposed entries awaiting apply, ascending by index.
@@ -211,6 +215,7 @@ impl Replica {
             state: StateCache::default(),
             flushed_index: applied_index,
             next_flush_tick,
+            log_bytes: LogBytes::default(),
             batch: Vec::new(),
             proposals: VecDeque::new(),
             unsynced: VecDeque::new(),
@@ -580,6 +585,7 @@ impl Replica {
             self.flush_state(&mut batch);
             atomic = true;
         }
+        self.log_bytes.appended(rd.entries());
         self.raw.mut_store().append(rd.entries(), &mut batch);
         if let Some(hs) = rd.hs() {
             self.raw.mut_store().set_hard_state(hs, &mut batch);
@@ -647,8 +653,9 @@ impl Replica {
         crate::raftlog::snapshot::install(&snapshot.data, shard, meta.index, batch)
             .unwrap_or_else(|e| storage_fatal(shard, e));
         self.raw.mut_store().apply_snapshot(&meta, batch);
-        // The snapshot replaced the state the cached writes applied to.
+        // The snapshot replaced the state the cached writes applied to, and the log.
         self.state.clear();
+        self.log_bytes.reset();
         self.applied_index = meta.index;
         self.flushed_index = meta.index;
         self.next_flush_tick = self.ticks + self.cfg.state_flush_ticks;
@@ -656,21 +663,31 @@ impl Replica {
         tracing::info!(shard, index = meta.index, term = meta.term, bytes = snapshot.data.len(), "installed snapshot");
     }
 
-    /// Keeps the raft log bounded: once it holds more than `compact_log_entries` entries
-    /// whose state is flushed, drops the older half of them (followers that need them get a
-    /// snapshot). Entries above the flushed index stay: a restart re-applies them.
+    /// Keeps the raft log bounded: once it holds more than `compact_log_entries` entries or
+    /// `compact_log_bytes` bytes whose state is flushed, drops the older half of them
+    /// (followers that need them get a snapshot). Entries above the flushed index stay: a
+    /// restart re-applies them.
     fn maybe_compact(&mut self) {
-        let limit = self.cfg.compact_log_entries;
-        let store = self.raw.store();
+        let (limit_entries, limit_bytes) = (self.cfg.compact_log_entries, self.cfg.compact_log_bytes);
+        let first = self.raw.store().first_log_index();
         let flushed = self.flushed_index;
-        let flushed_in_log = flushed.saturating_sub(store.first_log_index()) + 1;
-        if flushed_in_log <= limit || flushed < store.first_log_index() {
+        if flushed < first {
             return;
         }
-        let to_index = flushed - limit / 2;
+        let mut to_index = 0;
+        if flushed - first + 1 > limit_entries {
+            to_index = flushed - limit_entries / 2;
+        }
+        if self.log_bytes.between(first - 1, flushed) > limit_bytes {
+            to_index = to_index.max(self.log_bytes.compact_point(flushed, limit_bytes / 2).unwrap_or(flushed));
+        }
+        if to_index < first {
+            return;
+        }
         let mut batch = WriteBatch::default();
         self.raw.mut_store().compact(to_index, &mut batch);
         self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
+        self.log_bytes.compacted(to_index);
         tracing::debug!(shard = self.cfg.shard, to_index, "compacted raft log");
     }
 
