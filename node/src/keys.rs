@@ -9,9 +9,12 @@
 //! A {shard:u32be}                   applied index (written with the ledger changes it covers)
 //! L {shard:u32be} {ledger key}      ledger state, see coinledger_ledger's key layout
 //! N meta                            node identity and layout, checked at every start
+//! N format                          storage format (u32 be), checked at every start
 //! ```
 
 pub const NODE_META: &[u8] = b"Nmeta";
+/// The storage format the data directory was written in (absent: format 1).
+pub const STORAGE_FORMAT: &[u8] = b"Nformat";
 
 fn shard_key(tag: u8, shard: u32, suffix: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(5 + suffix.len());

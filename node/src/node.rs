@@ -37,6 +37,10 @@ struct NodeMeta {
     shard_count: u32,
 }
 
+/// The layout of shard state this build reads and writes. Format 1 stored one history entry
+/// per key; format 2 stores pages of them (`hpg/`).
+const STORAGE_FORMAT: u32 = 2;
+
 fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
     let want = NodeMeta { node_id: cfg.id, shard_count: cfg.shards };
     match engine.get(keys::NODE_META).map_err(|e| e.to_string())? {
@@ -48,9 +52,22 @@ fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
                     cfg.data_dir.display(), have.node_id, have.shard_count, want.node_id, want.shard_count
                 ));
             }
+            let format = match engine.get(keys::STORAGE_FORMAT).map_err(|e| e.to_string())? {
+                None => 1,
+                Some(b) => u32::from_be_bytes(b.as_slice().try_into().map_err(|_| format!("corrupt storage format marker ({} bytes)", b.len()))?),
+            };
+            if format != STORAGE_FORMAT {
+                return Err(format!(
+                    "data directory {} is in storage format {format}; this build reads format {STORAGE_FORMAT} only: \
+                     start it on an empty directory (its replicas are rebuilt from the other nodes by snapshot) \
+                     or run the build that wrote it",
+                    cfg.data_dir.display()
+                ));
+            }
         }
         None => {
             let mut batch = WriteBatch::default();
+            batch.put(keys::STORAGE_FORMAT.to_vec(), STORAGE_FORMAT.to_be_bytes().to_vec());
             batch.put(keys::NODE_META.to_vec(), postcard::to_stdvec(&want).expect("encode meta"));
             engine.write(batch).map_err(|e| e.to_string())?;
             engine.sync().map_err(|e| e.to_string())?;
@@ -233,3 +250,32 @@ async fn shutdown_signal() {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::storage::MemEngine;
+
+    fn config(args: &[&str]) -> NodeConfig {
+        NodeConfig::try_parse_from(std::iter::once("coinledger-node").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn a_data_directory_keeps_its_identity_and_format() {
+        let engine = MemEngine::new();
+        let cfg = config(&[]);
+        check_meta(&engine, &cfg).unwrap();
+        check_meta(&engine, &cfg).expect("a directory this build wrote opens again");
+        let other = config(&["--shards", "64"]);
+        assert!(check_meta(&engine, &other).unwrap_err().contains("with 16 shards"));
+
+        // A directory from before history pages (format 1) has the identity but no marker.
+        let mut batch = WriteBatch::default();
+        batch.delete(keys::STORAGE_FORMAT.to_vec());
+        engine.write(batch).unwrap();
+        let refused = check_meta(&engine, &cfg).unwrap_err();
+        assert!(refused.contains("storage format 1") && refused.contains("format 2"), "{refused}");
+    }
+}

@@ -54,8 +54,36 @@ pub(crate) fn save_account(store: &mut dyn Store, before: &Account, after: &mut 
     entry.coins_after = after.coins;
     entry.diamonds_after = after.diamonds;
     entry.diamonds_held_after = after.diamonds_held;
-    put(store, &keys::history(&after.id, entry.seq), &entry);
+    append_history(store, &after.id, &entry);
     put(store, &keys::account(&after.id), after);
+}
+
+/// Appends `entry` to its history page. A page is its entries' postcard encodings, one after
+/// the other, so appending never decodes what the page already holds.
+///
+/// # Panics
+/// If the entry starts a page that already exists: seqs would not be dense.
+fn append_history(store: &mut dyn Store, account: &str, entry: &HistoryEntry) {
+    let key = keys::history_page(account, keys::history_page_of(entry.seq));
+    let page = store.get(&key).unwrap_or_default();
+    let starts_page = (entry.seq - 1) % keys::HISTORY_PAGE_ENTRIES == 0;
+    assert!(!starts_page || page.is_empty(), "account {account}: history entry {} starts a page that exists", entry.seq);
+    postcard::to_extend(entry, page).map_or_else(|e| panic!("a history entry always encodes: {e}"), |page| store.put(&key, page));
+}
+
+/// The entries of a history page, oldest first.
+///
+/// # Panics
+/// If the page does not decode: the store is corrupt.
+pub(crate) fn history_page(key: &[u8], mut bytes: &[u8]) -> Vec<HistoryEntry> {
+    let mut entries = Vec::with_capacity(keys::HISTORY_PAGE_ENTRIES as usize);
+    while !bytes.is_empty() {
+        let (entry, rest) = postcard::take_from_bytes(bytes)
+            .unwrap_or_else(|e| panic!("corrupt history page at key {:?}: {e}", String::from_utf8_lossy(key)));
+        entries.push(entry);
+        bytes = rest;
+    }
+    entries
 }
 
 pub(crate) fn totals(store: &dyn Store) -> ShardTotals {

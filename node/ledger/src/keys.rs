@@ -1,11 +1,11 @@
 //! Key encoding of the shard-local store. Every key starts with a short ASCII table name and a
-//! `/`; ids never contain `/` (ids.rs), so `hist/alice/` can never match another account's keys.
+//! `/`; ids never contain `/` (ids.rs), so `hpg/alice/` can never match another account's keys.
 //! Numbers are fixed-width big-endian so that byte order is numeric order.
 //!
 //! | key                                   | value            | kept      |
 //! |---------------------------------------|------------------|-----------|
 //! | `acct/{account}`                      | Account          | for ever  |
-//! | `hist/{account}/{seq:be64}`           | HistoryEntry     | for ever  |
+//! | `hpg/{account}/{page:be64}`           | HistoryEntry ×≤16 | for ever  |
 //! | `rate/{version:be64}`                 | RateCard         | for ever  |
 //! | `pref/{payment_ref}`                  | PaymentRecord    | for ever  |
 //! | `pout/{payout_id}`                    | Payout           | for ever  |
@@ -28,12 +28,22 @@ pub fn account(id: &str) -> Vec<u8> {
     key(ACCOUNT_PREFIX, id)
 }
 
+/// History entries per page: an account's statement is stored `HISTORY_PAGE_ENTRIES` entries
+/// to a key. Every stored key costs sled CPU to insert and resident memory for as long as it
+/// exists, so one key per entry made history the largest part of both.
+pub const HISTORY_PAGE_ENTRIES: u64 = 16;
+
 pub fn history_prefix(account: &str) -> Vec<u8> {
-    [b"hist/", account.as_bytes(), b"/"].concat()
+    [b"hpg/", account.as_bytes(), b"/"].concat()
 }
 
-pub fn history(account: &str, seq: u64) -> Vec<u8> {
-    [history_prefix(account).as_slice(), &seq.to_be_bytes()].concat()
+/// The page holding history entry `seq` (seqs start at 1).
+pub fn history_page_of(seq: u64) -> u64 {
+    seq.saturating_sub(1) / HISTORY_PAGE_ENTRIES
+}
+
+pub fn history_page(account: &str, page: u64) -> Vec<u8> {
+    [history_prefix(account).as_slice(), &page.to_be_bytes()].concat()
 }
 
 pub fn rate(version: u64) -> Vec<u8> {
@@ -76,15 +86,15 @@ mod tests {
 
     #[test]
     fn numeric_parts_sort_numerically() {
-        assert!(history("a", 9) < history("a", 10));
-        assert!(history("a", 255) < history("a", 256));
+        assert!(history_page("a", 9) < history_page("a", 10));
+        assert!(history_page("a", 255) < history_page("a", 256));
         assert!(outbox(9, 1) < outbox(10, 0));
         assert!(rate(2) < rate(10));
     }
 
     #[test]
     fn one_accounts_history_prefix_never_matches_another() {
-        assert!(!history("alice.x", 1).starts_with(&history_prefix("alice")));
-        assert!(history("alice", 1).starts_with(&history_prefix("alice")));
+        assert!(!history_page("alice.x", 0).starts_with(&history_prefix("alice")));
+        assert!(history_page("alice", 0).starts_with(&history_prefix("alice")));
     }
 }

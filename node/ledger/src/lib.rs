@@ -43,7 +43,7 @@
 //!
 //! ## Keys
 //!
-//! See [`keys`]: `acct/`, `hist/`, `rate/`, `pref/`, `pout/`, `req/`, `obx/`, `ibx/`, `totals`.
+//! See [`keys`]: `acct/`, `hpg/`, `rate/`, `pref/`, `pout/`, `req/`, `obx/`, `ibx/`, `totals`.
 //!
 //! ## A short tutorial
 //!

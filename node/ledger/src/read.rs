@@ -22,11 +22,20 @@ pub fn account(store: &dyn Store, id: &str) -> Option<Account> {
 /// `limit` (clamped to 1..=500). The second value is the cursor of the next (older) page.
 pub fn history(store: &dyn Store, account: &str, limit: u32, cursor: Option<u64>) -> (Vec<HistoryEntry>, Option<u64>) {
     let limit = limit.clamp(1, HISTORY_LIMIT_MAX) as usize;
-    let before = cursor.map(|seq| keys::history(account, seq));
+    // Pages below the one after the cursor's entry, newest first: enough to fill `limit`
+    // even when the first page holds a single entry below the cursor.
+    let before = match cursor {
+        Some(0 | 1) => return (Vec::new(), None),
+        Some(seq) => Some(keys::history_page(account, keys::history_page_of(seq - 1) + 1)),
+        None => None,
+    };
+    let pages = limit.div_ceil(keys::HISTORY_PAGE_ENTRIES as usize) + 1;
     let entries: Vec<HistoryEntry> = store
-        .scan_rev(&keys::history_prefix(account), before.as_deref(), limit)
+        .scan_rev(&keys::history_prefix(account), before.as_deref(), pages)
         .into_iter()
-        .map(|(key, bytes)| book::decode(&key, &bytes))
+        .flat_map(|(key, bytes)| book::history_page(&key, &bytes).into_iter().rev())
+        .filter(|entry| cursor.is_none_or(|seq| entry.seq < seq))
+        .take(limit)
         .collect();
     // Seqs are dense from 1, so an older page exists exactly when the oldest seq here is above 1.
     let next = match entries.last() {
@@ -86,5 +95,37 @@ mod tests {
         assert_eq!(next, None);
         assert_eq!(history(store, "nobody", 10, None), (vec![], None));
         assert_eq!(history(store, "fan", 0, None).0.len(), 1, "limit is clamped to at least 1");
+    }
+
+    /// Entries are stored 16 to a key: every page size and cursor must read across those
+    /// pages exactly as if each entry had a key of its own.
+    #[test]
+    fn history_reads_across_storage_pages() {
+        let mut world = World::new(1);
+        let count = 3 * crate::keys::HISTORY_PAGE_ENTRIES + 5;
+        for i in 0..count {
+            world.purchase(&format!("b{i}"), "fan", "0.01", "USD", &format!("pay-{i}")).unwrap();
+        }
+        let store = &world.shards[0];
+        assert_eq!(store.scan(&crate::keys::history_prefix("fan"), usize::MAX).len(), 4, "53 entries in 4 pages");
+        for limit in [1, 5, 15, 16, 17, 40, 500] {
+            let mut seen = Vec::new();
+            let mut cursor = None;
+            loop {
+                let (page, next) = history(store, "fan", limit, cursor);
+                assert!(page.len() <= limit as usize);
+                seen.extend(page.iter().map(|e| e.seq));
+                match next {
+                    Some(seq) => cursor = Some(seq),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, (1..=count).rev().collect::<Vec<_>>(), "limit {limit}");
+        }
+        for cursor in [0, 1, 2, 16, 17, 18, 53, 54, 1_000] {
+            let (page, _) = history(store, "fan", 500, Some(cursor));
+            let want: Vec<u64> = (1..cursor.min(count + 1)).rev().collect();
+            assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), want, "cursor {cursor}");
+        }
     }
 }
