@@ -135,13 +135,15 @@ impl NodeConfig {
     }
 }
 
+/// A config from command-line arguments (without the program name), for tests.
+#[cfg(test)]
+pub(crate) fn parse(args: &[&str]) -> NodeConfig {
+    NodeConfig::try_parse_from(std::iter::once("coinledger-node").chain(args.iter().copied())).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(args: &[&str]) -> NodeConfig {
-        NodeConfig::try_parse_from(std::iter::once("coinledger-node").chain(args.iter().copied())).unwrap()
-    }
 
     #[test]
     fn defaults_are_a_one_node_cluster_on_7001() {

@@ -253,14 +253,9 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
+    use crate::config::parse as config;
     use crate::storage::MemEngine;
-
-    fn config(args: &[&str]) -> NodeConfig {
-        NodeConfig::try_parse_from(std::iter::once("coinledger-node").chain(args.iter().copied())).unwrap()
-    }
 
     #[test]
     fn a_data_directory_keeps_its_identity_and_format() {
