@@ -90,16 +90,19 @@ pub(crate) fn totals(store: &dyn Store) -> ShardTotals {
     get(store, keys::TOTALS).unwrap_or_default()
 }
 
+/// Publishes `card` in this shard: kept under its version for ever, and in force from now.
+pub(crate) fn save_rate_card(store: &mut dyn Store, card: &RateCard) {
+    put(store, &keys::rate(card.version), card);
+    put(store, keys::RATE_CURRENT, card);
+}
+
 pub(crate) fn save_totals(store: &mut dyn Store, totals: &ShardTotals) {
     put(store, keys::TOTALS, totals);
 }
 
-/// The newest stored rate card, or the default card (version 1) if none was ever set.
+/// The rate card in force, or the default card (version 1) if none was ever set.
 pub(crate) fn rate_card(store: &dyn Store) -> RateCard {
-    match store.scan_rev(keys::RATE_PREFIX, None, 1).pop() {
-        Some((key, bytes)) => decode(&key, &bytes),
-        None => RateCard::default_card(),
-    }
+    get(store, keys::RATE_CURRENT).unwrap_or_else(RateCard::default_card)
 }
 
 pub(crate) fn payment(store: &dyn Store, payment_ref: &str) -> Option<PaymentRecord> {

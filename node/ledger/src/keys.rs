@@ -7,6 +7,7 @@
 //! | `acct/{account}`                      | Account          | for ever  |
 //! | `hpg/{account}/{page:be64}`           | HistoryEntry ×≤16 | for ever  |
 //! | `rate/{version:be64}`                 | RateCard         | for ever  |
+//! | `ratecur`                             | RateCard in force | replaced by each new card |
 //! | `pref/{payment_ref}`                  | PaymentRecord    | for ever  |
 //! | `pout/{payout_id}`                    | Payout           | for ever  |
 //! | `req/{request_id}`                    | RequestRecord    | for ever  |
@@ -15,10 +16,13 @@
 //! | `totals`                              | ShardTotals      | for ever  |
 
 pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
-pub const RATE_PREFIX: &[u8] = b"rate/";
+const RATE_PREFIX: &[u8] = b"rate/";
 pub const PAYOUT_PREFIX: &[u8] = b"pout/";
 pub const OUTBOX_PREFIX: &[u8] = b"obx/";
 pub const TOTALS: &[u8] = b"totals";
+/// The rate card in force, also under its version: every gift and purchase reads it, and a
+/// point read is far cheaper than finding the highest version by a reverse scan.
+pub const RATE_CURRENT: &[u8] = b"ratecur";
 
 fn key(prefix: &[u8], id: &str) -> Vec<u8> {
     [prefix, id.as_bytes()].concat()

@@ -8,7 +8,6 @@ use crate::cmd::Step;
 use crate::context::EntryContext;
 use crate::error::{err, ErrorCode, LedgerError};
 use crate::ids::{check_account, check_request_id};
-use crate::keys;
 use crate::model::{Account, EntryKind, HistoryEntry, Outcome};
 use crate::money::{check_currency, check_positive, check_precision, Money};
 use crate::rates::RateCard;
@@ -77,7 +76,7 @@ pub(crate) fn set_rates(store: &mut dyn Store, ctx: &EntryContext, cmd: &SetRate
         );
     }
     let card = RateCard { effective_ms: ctx.timestamp_ms, ..cmd.card.clone() };
-    book::put(store, &keys::rate(card.version), &card);
+    book::save_rate_card(store, &card);
     Ok(Step::Done(Outcome::Rates(card)))
 }
 
@@ -131,6 +130,9 @@ mod tests {
         assert_eq!(stored.effective_ms, world.clock_ms);
         for shard in 0..3 {
             assert_eq!(crate::read::rate_card(&world.shards[shard]).version, 2);
+            let kept = crate::read::rate_card_version(&world.shards[shard], 2).expect("kept under its version too");
+            assert_eq!(kept.without_effective_ms(), stored.without_effective_ms(), "each shard stamps its own effective_ms");
+            assert_eq!(crate::read::rate_card_version(&world.shards[shard], 1), Some(RateCard::default_card()));
         }
         assert!(matches!(world.set_rates("s2", card.clone()), Ok(Outcome::Rates(_))), "the same card again is fine");
         let Ok(Outcome::Purchase(receipt)) = world.purchase("b1", "fan", "9.99", "USD", "pay-1") else { panic!() };
