@@ -118,6 +118,16 @@ impl Router {
         futures::future::join_all(asks).await.into_iter().filter(|&started| started).count()
     }
 
+    /// Asks every local replica to write its cached state to the engine (planned stop);
+    /// returns how many did.
+    pub async fn flush_state(&self) -> usize {
+        let asks = (0..self.layout.shard_count).filter(|&s| self.hosts(s)).map(|shard| async move {
+            let (reply, rx) = oneshot::channel();
+            self.send(shard, ShardMsg::FlushState { reply }).is_ok() && rx.await.is_ok()
+        });
+        futures::future::join_all(asks).await.into_iter().filter(|&flushed| flushed).count()
+    }
+
     /// Shards this node's replicas lead right now.
     pub async fn shards_led(&self) -> usize {
         let asks = (0..self.layout.shard_count).filter(|&s| self.hosts(s)).map(|shard| self.status(shard));

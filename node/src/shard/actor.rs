@@ -96,6 +96,11 @@ impl Handler<ShardMsg> for ShardActor {
             ShardMsg::HandOff { reply } => {
                 let _ = reply.send(self.replica.hand_off_leadership());
             }
+            ShardMsg::FlushState { reply } => {
+                self.replica.flush_state_now();
+                let _ = reply.send(());
+                return;
+            }
         }
         self.drive(ctx);
     }

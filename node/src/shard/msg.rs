@@ -61,6 +61,9 @@ pub enum ShardMsg {
     /// The node is stopping: hand leadership to a caught-up follower. Answers whether a
     /// transfer started.
     HandOff { reply: oneshot::Sender<bool> },
+    /// The node is stopping: write the cached state to the engine, so the next start does
+    /// not re-apply the entries since the last flush.
+    FlushState { reply: oneshot::Sender<()> },
 }
 
 impl actix::Message for ShardMsg {
