@@ -105,27 +105,27 @@ impl Router {
         rx.await.map_err(|_| NodeError::Unavailable(format!("shard {shard} dropped the read")))?
     }
 
+    /// Sends `question` to every local replica and gathers the answers (None: the replica's
+    /// mailbox refused it or it dropped the reply).
+    async fn ask_local<T>(&self, question: impl Fn(oneshot::Sender<T>) -> ShardMsg) -> Vec<Option<T>> {
+        let asks = (0..self.layout.shard_count).filter(|&s| self.hosts(s)).map(|shard| {
+            let (reply, rx) = oneshot::channel();
+            let sent = self.send(shard, question(reply)).is_ok();
+            async move { if sent { rx.await.ok() } else { None } }
+        });
+        futures::future::join_all(asks).await
+    }
+
     /// Asks every local replica that leads its shard to hand leadership over (planned stop);
     /// returns how many transfers started.
     pub async fn hand_off_leadership(&self) -> usize {
-        let asks = (0..self.layout.shard_count).filter(|&s| self.hosts(s)).map(|shard| async move {
-            let (reply, rx) = oneshot::channel();
-            match self.send(shard, ShardMsg::HandOff { reply }) {
-                Ok(()) => rx.await.unwrap_or(false),
-                Err(_) => false,
-            }
-        });
-        futures::future::join_all(asks).await.into_iter().filter(|&started| started).count()
+        self.ask_local(|reply| ShardMsg::HandOff { reply }).await.into_iter().filter(|&started| started == Some(true)).count()
     }
 
     /// Asks every local replica to write its cached state to the engine (planned stop);
     /// returns how many did.
     pub async fn flush_state(&self) -> usize {
-        let asks = (0..self.layout.shard_count).filter(|&s| self.hosts(s)).map(|shard| async move {
-            let (reply, rx) = oneshot::channel();
-            self.send(shard, ShardMsg::FlushState { reply }).is_ok() && rx.await.is_ok()
-        });
-        futures::future::join_all(asks).await.into_iter().filter(|&flushed| flushed).count()
+        self.ask_local(|reply| ShardMsg::FlushState { reply }).await.into_iter().filter(Option::is_some).count()
     }
 
     /// Shards this node's replicas lead right now.

@@ -66,9 +66,10 @@ pub(crate) fn save_account(store: &mut dyn Store, before: &Account, after: &mut 
 fn append_history(store: &mut dyn Store, account: &str, entry: &HistoryEntry) {
     let key = keys::history_page(account, keys::history_page_of(entry.seq));
     let page = store.get(&key).unwrap_or_default();
-    let starts_page = (entry.seq - 1) % keys::HISTORY_PAGE_ENTRIES == 0;
+    let starts_page = (entry.seq - 1).is_multiple_of(keys::HISTORY_PAGE_ENTRIES);
     assert!(!starts_page || page.is_empty(), "account {account}: history entry {} starts a page that exists", entry.seq);
-    postcard::to_extend(entry, page).map_or_else(|e| panic!("a history entry always encodes: {e}"), |page| store.put(&key, page));
+    let page = postcard::to_extend(entry, page).unwrap_or_else(|e| panic!("a history entry always encodes: {e}"));
+    store.put(&key, page);
 }
 
 /// The entries of a history page, oldest first.
