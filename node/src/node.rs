@@ -38,8 +38,9 @@ struct NodeMeta {
 }
 
 /// The layout of shard state this build reads and writes. Format 1 stored one history entry
-/// per key; format 2 stores pages of them (`hpg/`).
-const STORAGE_FORMAT: u32 = 2;
+/// per key; format 2 stores pages of them (`hpg/`); format 3 keeps effect results in inbox
+/// pages per home shard behind a fence (`ibx/`, `ibf/`) instead of a key per effect.
+const STORAGE_FORMAT: u32 = 3;
 
 fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
     let want = NodeMeta { node_id: cfg.id, shard_count: cfg.shards };
@@ -280,6 +281,6 @@ mod tests {
         batch.delete(keys::STORAGE_FORMAT.to_vec());
         engine.write(batch).unwrap();
         let refused = check_meta(&engine, &cfg).unwrap_err();
-        assert!(refused.contains("storage format 1") && refused.contains("format 2"), "{refused}");
+        assert!(refused.contains("storage format 1") && refused.contains(&format!("format {STORAGE_FORMAT}")), "{refused}");
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{NodeError, NodeResult};
 use crate::ledger::{
-    self, Applied, Command, CompleteEffect, Effect, LedgerError, Layout, Outcome, PendingEffect, Route,
+    self, Applied, Command, CompleteEffect, Effect, EffectDelivery, LedgerError, Layout, Outcome, PendingEffect, Route,
 };
 use crate::placement::Placement;
 use crate::shard::{ReadAnswer, ReadQuery, ShardActor, ShardMsg, ShardStatus};
@@ -246,7 +246,15 @@ impl Router {
     /// under the request id and clears the outbox, continues in the background; if it is lost
     /// (crash), a retry or the sweep completes it, with the same outcome.
     async fn finish_pending(self: &Arc<Self>, pending: PendingEffect) -> NodeResult<Outcome> {
-        let result = self.apply_effect(&pending.effect).await?;
+        let result = self.apply_effect(pending.delivery()).await?;
+        if result == ledger::EffectResult::Forgotten {
+            // Another driver completed the effect meanwhile (a race with a retry or the
+            // sweep): the outcome is recorded at home, where a retry finds it.
+            return Err(NodeError::Unavailable(format!(
+                "effect {} was completed by another delivery; retry with the same request id",
+                pending.effect.id
+            )));
+        }
         let outcome = ledger::final_outcome(&pending.finish, &pending.effect, &result)
             .map_err(|e| NodeError::Internal(e.message))?;
         let router = self.clone();
@@ -259,11 +267,12 @@ impl Router {
         Ok(outcome?)
     }
 
-    async fn apply_effect(&self, effect: &Effect) -> NodeResult<ledger::EffectResult> {
-        let target = self.layout.shard_of(&effect.target_account);
-        match self.propose(target, Command::ApplyEffect(effect.clone())).await? {
+    async fn apply_effect(&self, delivery: EffectDelivery) -> NodeResult<ledger::EffectResult> {
+        let target = self.layout.shard_of(&delivery.effect.target_account);
+        let id = delivery.effect.id.clone();
+        match self.propose(target, Command::ApplyEffect(delivery)).await? {
             Applied::Done(Ok(Outcome::EffectApplied(result))) => Ok(result),
-            other => Err(NodeError::Internal(format!("effect {} on shard {target} answered {other:?}", effect.id))),
+            other => Err(NodeError::Internal(format!("effect {id} on shard {target} answered {other:?}"))),
         }
     }
 
@@ -275,9 +284,10 @@ impl Router {
         }
     }
 
-    /// Drives a pending effect found in an outbox to completion.
-    async fn redrive_effect(&self, effect: &Effect) -> NodeResult<()> {
-        let result = self.apply_effect(effect).await?;
+    /// Drives a pending effect found in an outbox to completion; `completed_below` is the
+    /// index of the oldest effect in that outbox (everything below it is completed).
+    async fn redrive_effect(&self, effect: &Effect, completed_below: u64) -> NodeResult<()> {
+        let result = self.apply_effect(EffectDelivery { effect: effect.clone(), completed_below }).await?;
         self.complete_effect(effect, result).await
     }
 
@@ -291,6 +301,11 @@ impl Router {
             ReadAnswer::PendingEffects(effects) => effects,
             other => return Err(NodeError::Internal(format!("pending effects read answered {other:?}"))),
         };
+        // The outbox is in index order: everything below its oldest effect is completed.
+        let completed_below = match effects.first() {
+            Some(oldest) => ledger::parse_tx_id(&oldest.id).map_err(|e| NodeError::Internal(e.message))?.1,
+            None => return Ok(0),
+        };
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -298,7 +313,7 @@ impl Router {
         let count = effects.len();
         for chunk in effects.chunks(SWEEP_BATCH) {
             let drives = chunk.iter().map(|effect| async move {
-                if let Err(e) = self.redrive_effect(effect).await {
+                if let Err(e) = self.redrive_effect(effect, completed_below).await {
                     tracing::warn!(shard, effect = %effect.id, error = %e, "effect re-drive failed; will retry");
                 }
             });

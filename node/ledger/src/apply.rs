@@ -31,7 +31,7 @@ pub fn apply(store: &mut dyn Store, layout: &Layout, ctx: &EntryContext, cmd: &C
         return Applied::Done(Err(invalid));
     }
     match cmd {
-        Command::ApplyEffect(effect) => Applied::Done(Ok(Outcome::EffectApplied(effect::apply_once(store, effect)))),
+        Command::ApplyEffect(delivery) => Applied::Done(Ok(Outcome::EffectApplied(effect::apply_once(store, delivery)))),
         Command::CompleteEffect(completion) => complete_effect(store, completion),
         _ => apply_client(store, layout, ctx, cmd),
     }
@@ -73,18 +73,19 @@ fn apply_client(store: &mut dyn Store, layout: &Layout, ctx: &EntryContext, cmd:
             book::put(&mut overlay, &request_key, &RequestRecord { body, state: RequestState::Done(Ok(outcome.clone())) });
             Applied::Done(Ok(outcome))
         }
+        Step::Effect(record) if layout.shard_of(&record.effect.target_account) == ctx.shard => {
+            // Home is the target: both halves in this one entry. Nothing can deliver this
+            // effect again, so it needs neither an outbox nor an inbox record.
+            let result = effect::apply_here(&mut overlay, &record.effect);
+            let outcome = effect::finish(&mut overlay, &record, &result).expect("a local effect's result fits it");
+            book::put(&mut overlay, &request_key, &RequestRecord { body, state: RequestState::Done(outcome.clone()) });
+            Applied::Done(outcome)
+        }
         Step::Effect(record) => {
-            let effect = record.effect.clone();
-            book::put(&mut overlay, &request_key, &RequestRecord { body, state: RequestState::Pending(effect.id.clone()) });
-            book::put(&mut overlay, &keys::outbox_of(&effect.id), &record);
-            if layout.shard_of(&effect.target_account) == ctx.shard {
-                // Home is the target: do both halves now, in this one entry.
-                let result = effect::apply_once(&mut overlay, &effect);
-                let outcome = effect::complete(&mut overlay, &record, &result).expect("a local effect's result fits it");
-                Applied::Done(outcome)
-            } else {
-                Applied::Pending(PendingEffect { effect, finish: record.finish })
-            }
+            let pending = PendingEffect { effect: record.effect.clone(), finish: record.finish.clone(), completed_below: 0 };
+            book::put(&mut overlay, &request_key, &RequestRecord { body, state: RequestState::Pending(pending.effect.id.clone()) });
+            book::put(&mut overlay, &keys::outbox_of(&pending.effect.id), &record);
+            Applied::Pending(pending)
         }
     };
     overlay.commit();
@@ -100,7 +101,7 @@ fn replay(store: &dyn Store, request: RequestRecord, body: &[u8], request_id: &s
         RequestState::Done(result) => Applied::Done(result),
         RequestState::Pending(effect_id) => {
             let record: OutboxRecord = book::get(store, &keys::outbox_of(&effect_id)).unwrap_or_else(|| panic!("request {request_id} waits for effect {effect_id}, which is not in the outbox"));
-            Applied::Pending(PendingEffect { effect: record.effect, finish: record.finish })
+            Applied::Pending(PendingEffect { effect: record.effect, finish: record.finish, completed_below: 0 })
         }
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, LedgerError};
 use crate::keys;
-use crate::model::{Account, CommandResult, Effect, GiftReceipt, HistoryEntry, PaymentRecord, Payout, ShardTotals};
+use crate::model::{Account, CommandResult, Effect, EffectResult, GiftReceipt, HistoryEntry, PaymentRecord, Payout, ShardTotals};
 use crate::rates::RateCard;
 use crate::store::Store;
 
@@ -85,6 +85,70 @@ pub(crate) fn history_page(key: &[u8], mut bytes: &[u8]) -> Vec<HistoryEntry> {
         bytes = rest;
     }
     entries
+}
+
+/// One applied effect in its target's inbox page.
+#[derive(Debug, Serialize, Deserialize)]
+struct InboxEntry {
+    index: u64,
+    position: u32,
+    result: EffectResult,
+}
+
+/// The tx index below which effects from `home` are forgotten: completed at home.
+pub(crate) fn inbox_fence(store: &dyn Store, home: u32) -> u64 {
+    get(store, &keys::inbox_fence(home)).unwrap_or(0)
+}
+
+/// The kept result of the effect at `index`/`position` of `home`.
+pub(crate) fn inbox_result(store: &dyn Store, home: u32, index: u64, position: u32) -> Option<EffectResult> {
+    let key = keys::inbox_page(home, keys::inbox_page_of(index));
+    let page = store.get(&key)?;
+    let mut bytes = page.as_slice();
+    while !bytes.is_empty() {
+        let (entry, rest): (InboxEntry, _) = postcard::take_from_bytes(bytes)
+            .unwrap_or_else(|e| panic!("corrupt inbox page at key {key:?}: {e}"));
+        if (entry.index, entry.position) == (index, position) {
+            return Some(entry.result);
+        }
+        bytes = rest;
+    }
+    None
+}
+
+/// Keeps `result` for the effect at `index`/`position` of `home`, appended to its page
+/// without decoding the page.
+pub(crate) fn append_inbox(store: &mut dyn Store, home: u32, index: u64, position: u32, result: EffectResult) {
+    let key = keys::inbox_page(home, keys::inbox_page_of(index));
+    let page = store.get(&key).unwrap_or_default();
+    let page = postcard::to_extend(&InboxEntry { index, position, result }, page)
+        .unwrap_or_else(|e| panic!("an inbox entry always encodes: {e}"));
+    store.put(&key, page);
+}
+
+/// Raises the fence of `home` to `completed_below` and deletes the pages wholly below it.
+pub(crate) fn forget_inbox(store: &mut dyn Store, home: u32, completed_below: u64) {
+    let fence = inbox_fence(store, home);
+    if completed_below <= fence {
+        return;
+    }
+    put(store, &keys::inbox_fence(home), &completed_below);
+    let first_kept = keys::inbox_page_of(completed_below);
+    if keys::inbox_page_of(fence) == first_kept {
+        return;
+    }
+    let prefix = keys::inbox_prefix(home);
+    loop {
+        let pages = store.scan(&prefix, 16);
+        let below: Vec<Vec<u8>> =
+            pages.into_iter().map(|(key, _)| key).filter(|key| keys::page_of_inbox_key(home, key) < first_kept).collect();
+        for key in &below {
+            store.delete(key);
+        }
+        if below.len() < 16 {
+            return;
+        }
+    }
 }
 
 pub(crate) fn totals(store: &dyn Store) -> ShardTotals {

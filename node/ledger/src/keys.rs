@@ -11,8 +11,9 @@
 //! | `pref/{payment_ref}`                  | PaymentRecord    | for ever  |
 //! | `pout/{payout_id}`                    | Payout           | for ever  |
 //! | `req/{request_id}`                    | RequestRecord    | for ever  |
-//! | `obx/{index:be64}{position:be32}`     | OutboxRecord     | until completed |
-//! | `ibx/{effect_id}`                     | EffectResult     | for ever  |
+//! | `obx/{index:be64}{position:be32}`     | OutboxRecord     | until completed; written once, by the entry at that index |
+//! | `ibf/{home:be32}`                     | u64 fence        | for ever (one per home shard) |
+//! | `ibx/{home:be32}{page:be64}`          | InboxEntry ×n    | until the home completed them |
 //! | `totals`                              | ShardTotals      | for ever  |
 
 pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
@@ -80,8 +81,45 @@ pub fn outbox_of(effect_id: &str) -> Vec<u8> {
     outbox(index, position)
 }
 
-pub fn inbox(effect_id: &str) -> Vec<u8> {
-    key(b"ibx/", effect_id)
+/// Home raft indexes per inbox page: effects from one home shard are kept `INBOX_PAGE_INDEXES`
+/// of its log indexes to a key, so the target writes a page per flush rather than a key per
+/// effect, and forgets a whole page at once.
+pub const INBOX_PAGE_INDEXES: u64 = 64;
+
+/// The tx index below which effects from `home` are forgotten (completed at home).
+pub fn inbox_fence(home: u32) -> Vec<u8> {
+    [&b"ibf/"[..], &home.to_be_bytes()].concat()
+}
+
+pub fn inbox_prefix(home: u32) -> Vec<u8> {
+    [&b"ibx/"[..], &home.to_be_bytes()].concat()
+}
+
+pub fn inbox_page_of(index: u64) -> u64 {
+    index / INBOX_PAGE_INDEXES
+}
+
+pub fn inbox_page(home: u32, page: u64) -> Vec<u8> {
+    [inbox_prefix(home).as_slice(), &page.to_be_bytes()].concat()
+}
+
+/// The page number of an inbox page key of `home`.
+///
+/// # Panics
+/// If `key` is not one (the store is corrupt).
+pub fn page_of_inbox_key(home: u32, key: &[u8]) -> u64 {
+    let prefix = inbox_prefix(home);
+    let page = key.strip_prefix(prefix.as_slice()).and_then(|rest| <[u8; 8]>::try_from(rest).ok());
+    u64::from_be_bytes(page.unwrap_or_else(|| panic!("not an inbox page key of shard {home}: {key:?}")))
+}
+
+/// The raft index of an outbox key (the home entry that created the effect).
+///
+/// # Panics
+/// If `key` is not an outbox key.
+pub fn index_of_outbox_key(key: &[u8]) -> u64 {
+    let index = key.strip_prefix(OUTBOX_PREFIX).and_then(|rest| rest.get(..8)).and_then(|b| <[u8; 8]>::try_from(b).ok());
+    u64::from_be_bytes(index.unwrap_or_else(|| panic!("not an outbox key: {key:?}")))
 }
 
 #[cfg(test)]
@@ -94,6 +132,16 @@ mod tests {
         assert!(history_page("a", 255) < history_page("a", 256));
         assert!(outbox(9, 1) < outbox(10, 0));
         assert!(rate(2) < rate(10));
+        assert!(inbox_page(1, 255) < inbox_page(1, 256));
+        assert!(inbox_page(1, u64::MAX) < inbox_page(2, 0));
+    }
+
+    #[test]
+    fn numbers_come_back_out_of_their_keys() {
+        assert_eq!(page_of_inbox_key(7, &inbox_page(7, 300)), 300);
+        assert_eq!(index_of_outbox_key(&outbox(1234, 5)), 1234);
+        assert_eq!(inbox_page_of(INBOX_PAGE_INDEXES - 1), 0);
+        assert_eq!(inbox_page_of(INBOX_PAGE_INDEXES), 1);
     }
 
     #[test]

@@ -32,18 +32,24 @@
 //! ## Cross-shard effects
 //!
 //! A command's home shard commits its half plus an outbox record (an [`Effect`]) and
-//! [`apply`] returns [`Applied::Pending`]. The node proposes `Command::ApplyEffect` to the
-//! target account's shard (deduplicated there by effect id, result kept for ever), then
+//! [`apply`] returns [`Applied::Pending`]. The node proposes `Command::ApplyEffect` (an
+//! [`EffectDelivery`]) to the target account's shard, deduplicated there by effect id, then
 //! `Command::CompleteEffect` with that result to the home shard, whose [`apply`] returns the
 //! command's final outcome and removes the outbox record. That outcome is [`final_outcome`]
 //! of the [`PendingEffect`] and the result, a pure function, so the node can answer as soon as
 //! the target committed and complete at home afterwards. A new leader re-drives
 //! [`read::pending_effects`]. When home and target are the same shard, both halves happen in one
-//! [`apply`] call and it returns [`Applied::Done`].
+//! [`apply`] call, with no outbox or inbox record, and it returns [`Applied::Done`].
+//!
+//! The target keeps an effect's result only until a later delivery from the same home says the
+//! effect was completed there ([`EffectDelivery::completed_below`], the home's oldest pending
+//! outbox index). Effects of that home below it are then refused as [`EffectResult::Forgotten`]:
+//! a completed effect is never driven again, so only a late duplicate can arrive there, and
+//! the inbox stays a few pages per pair of shards instead of a key per effect for ever.
 //!
 //! ## Keys
 //!
-//! See [`keys`]: `acct/`, `hpg/`, `rate/`, `pref/`, `pout/`, `req/`, `obx/`, `ibx/`, `totals`.
+//! See [`keys`]: `acct/`, `hpg/`, `rate/`, `pref/`, `pout/`, `req/`, `obx/`, `ibf/`, `ibx/`, `totals`.
 //!
 //! ## A short tutorial
 //!
@@ -100,7 +106,7 @@ pub use ids::{parse_payout_shard, parse_tx_id};
 pub use layout::Layout;
 pub use model::{
     PendingEffect,
-    Account, Applied, CommandResult, CompleteEffect, Effect, EffectKind, EffectResult, EntryKind, GiftReceipt, HistoryEntry, Outcome,
+    Account, Applied, CommandResult, CompleteEffect, Effect, EffectDelivery, EffectKind, EffectResult, EntryKind, GiftReceipt, HistoryEntry, Outcome,
     PaymentRecord, PaymentStatus, Payout, PayoutState, PurchaseReceipt, RefundReceipt, ShardTotals,
 };
 pub use money::{check_precision, parse_amount, Money};

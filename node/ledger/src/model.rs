@@ -284,12 +284,26 @@ impl EffectKind {
     }
 }
 
+/// An effect on its way to the target shard, with what the target may forget.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EffectDelivery {
+    pub effect: Effect,
+    /// Every effect of `effect.home_shard` whose tx index is below this was completed at home
+    /// (taken from the home's committed outbox; 0 claims nothing). The target keeps an
+    /// effect's result only until it learns this, and from then on refuses a late duplicate
+    /// delivery as [`EffectResult::Forgotten`] instead of applying it twice.
+    pub completed_below: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EffectResult {
     Credited { coins_balance: u64 },
     GiftCredited { diamonds_balance: u64 },
     Rejected(LedgerError),
     ClawedBack { recovered: u64, unrecovered: u64, frozen: bool },
+    /// A late duplicate delivery of an effect that was applied and completed long ago: the
+    /// target no longer keeps its result, and changed nothing. No command can be waiting for it.
+    Forgotten,
 }
 
 /// The target's answer, delivered back to the home shard.
@@ -332,4 +346,13 @@ pub enum Applied {
 pub struct PendingEffect {
     pub effect: Effect,
     pub finish: crate::book::Finish,
+    /// What the delivery may tell the target ([`EffectDelivery::completed_below`]). The ledger
+    /// leaves it 0; the node raises it from its index of the home's outbox.
+    pub completed_below: u64,
+}
+
+impl PendingEffect {
+    pub fn delivery(&self) -> EffectDelivery {
+        EffectDelivery { effect: self.effect.clone(), completed_below: self.completed_below }
+    }
 }

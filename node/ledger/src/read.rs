@@ -64,9 +64,24 @@ pub fn pending_effects(store: &dyn Store) -> Vec<Effect> {
         .collect()
 }
 
-/// The result of an effect already applied in this (target) shard.
+/// The result of an effect already applied in this (target) shard: `Forgotten` if it was also
+/// completed at home and its result no longer kept, None if it was never applied here.
 pub fn effect_result(store: &dyn Store, effect_id: &str) -> Option<EffectResult> {
-    book::get(store, &keys::inbox(effect_id))
+    let (home, index, position) = crate::ids::parse_tx_id(effect_id).ok()?;
+    if index < book::inbox_fence(store, home) {
+        return Some(EffectResult::Forgotten);
+    }
+    book::inbox_result(store, home, index, position)
+}
+
+/// What a delivery from this (home) shard may tell its target: every effect below the
+/// returned tx index is completed. The oldest outbox record's index, or `applied_index + 1`
+/// if the outbox is empty. A scan: the node keeps an index of its outbox instead.
+pub fn completed_below(store: &dyn Store, applied_index: u64) -> u64 {
+    match store.scan(keys::OUTBOX_PREFIX, 1).first() {
+        Some((key, _)) => keys::index_of_outbox_key(key),
+        None => applied_index + 1,
+    }
 }
 
 pub fn payout(store: &dyn Store, id: &str) -> Option<Payout> {

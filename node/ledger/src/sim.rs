@@ -13,7 +13,7 @@ use crate::cmd::{CashOut, Command, Gift, PayoutCmd, Purchase, Refund, Route, Set
 use crate::context::EntryContext;
 use crate::error::{ErrorCode, LedgerError};
 use crate::layout::Layout;
-use crate::model::{Account, Applied, CommandResult, CompleteEffect, Effect, EffectResult, HistoryEntry, Outcome};
+use crate::model::{Account, Applied, CommandResult, CompleteEffect, Effect, EffectDelivery, EffectResult, HistoryEntry, Outcome};
 use crate::money::Money;
 use crate::rates::RateCard;
 use crate::read;
@@ -133,10 +133,14 @@ impl World {
     pub fn deliver_effect(&mut self, i: usize) -> EffectResult {
         let effect = self.effects.remove(i);
         let shard = self.layout.shard_of(&effect.target_account);
-        let Applied::Done(Ok(Outcome::EffectApplied(result))) = self.apply_on(shard, &Command::ApplyEffect(effect.clone())) else {
+        let home = effect.home_shard as usize;
+        let completed_below = read::completed_below(&self.shards[home], self.indexes[home]);
+        let delivery = EffectDelivery { effect: effect.clone(), completed_below };
+        let Applied::Done(Ok(Outcome::EffectApplied(result))) = self.apply_on(shard, &Command::ApplyEffect(delivery)) else {
             panic!("effect {} was not applied", effect.id)
         };
-        if let Some(finish) = self.finishes.get(&effect.id) {
+        // A late duplicate of a completed effect is Forgotten: its command already finished.
+        if let Some(finish) = self.finishes.get(&effect.id).filter(|_| result != EffectResult::Forgotten) {
             let preview = crate::final_outcome(finish, &effect, &result).expect("a delivered result fits its effect");
             self.previewed.insert(effect.id.clone(), preview);
         }

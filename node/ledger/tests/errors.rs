@@ -1,7 +1,7 @@
 //! Every bad input, with its exact error code, and proof that it changed nothing: the stores of
 //! all shards are byte-identical before and after, except the request record a business error
 //! is remembered by (and, for a purchase the account's shard refused, the claimed payment
-//! reference and the target's effect result, which the rules require).
+//! reference and the target's effect result and inbox fence, which the rules require).
 
 use std::collections::BTreeSet;
 
@@ -177,8 +177,8 @@ fn cash_outs_and_payouts() {
 }
 
 /// Changes a purchase refused in the account's shard may make: the claimed reference and the
-/// target's stored effect result.
-const REFUSED_CREDIT: &[&[u8]] = &[b"pref/", b"ibx/"];
+/// target's stored effect result and its inbox fence.
+const REFUSED_CREDIT: &[&[u8]] = &[b"pref/", b"ibx/", b"ibf/"];
 
 #[test]
 fn minors_daily_cap() {

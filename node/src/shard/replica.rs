@@ -757,8 +757,28 @@ impl Replica {
         answers
     }
 
+    /// What a delivery of this shard's effects may tell their targets: the oldest pending
+    /// outbox index (see `ledger::EffectDelivery`). Loads the outbox index on first use.
+    fn completed_below(&mut self) -> u64 {
+        if !self.state.outbox_loaded() {
+            let store = EngineStore::read_only(self.engine.as_ref(), &self.prefix, &self.state);
+            let keys: Vec<Vec<u8>> = ledger::Store::scan(&store, ledger::keys::OUTBOX_PREFIX, usize::MAX).into_iter().map(|(key, _)| key).collect();
+            self.state.load_outbox(keys);
+        }
+        self.state.completed_below(self.applied_index).expect("the outbox index was just loaded")
+    }
+
     /// Answers the waiters of the entry at `index`, if this replica proposed it in `term`.
-    fn answer(&mut self, index: u64, term: u64, results: Vec<Applied>) {
+    /// A pending effect's answer says which of this shard's effects are completed.
+    fn answer(&mut self, index: u64, term: u64, mut results: Vec<Applied>) {
+        if !self.proposals.is_empty() && results.iter().any(|r| matches!(r, Applied::Pending(_))) {
+            let completed_below = self.completed_below();
+            for result in &mut results {
+                if let Applied::Pending(pending) = result {
+                    pending.completed_below = completed_below;
+                }
+            }
+        }
         while let Some(front) = self.proposals.front() {
             if front.index > index {
                 return;

@@ -10,9 +10,9 @@
 //! command, and an outbox record that is created and cleared within one flush never reaches
 //! the engine at all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ledger::Store;
+use crate::ledger::{self, Store};
 use crate::storage::{prefix_end, Engine, WriteBatch};
 
 /// Ledger writes not yet in the engine: key (without the shard prefix) → value, or `None` for
@@ -22,6 +22,11 @@ pub struct StateCache {
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Approximate bytes held (keys and values), to bound the cache's memory.
     bytes: usize,
+    /// The outbox keys of the applied state (engine and cache), kept across flushes so that
+    /// every pending answer can say which effects are completed without scanning the outbox.
+    /// `None` until loaded ([`StateCache::load_outbox`]) and again once a snapshot replaced
+    /// the state.
+    outbox: Option<BTreeSet<Vec<u8>>>,
 }
 
 impl StateCache {
@@ -41,6 +46,23 @@ impl StateCache {
     pub fn clear(&mut self) {
         self.writes.clear();
         self.bytes = 0;
+        self.outbox = None;
+    }
+
+    pub fn outbox_loaded(&self) -> bool {
+        self.outbox.is_some()
+    }
+
+    /// Starts tracking the outbox from its current keys; later writes keep it current.
+    pub fn load_outbox(&mut self, keys: impl IntoIterator<Item = Vec<u8>>) {
+        self.outbox = Some(keys.into_iter().collect());
+    }
+
+    /// [`ledger::read::completed_below`] from the tracked outbox: the oldest pending effect's
+    /// index, or `applied_index + 1`. None if the outbox is not loaded.
+    pub fn completed_below(&self, applied_index: u64) -> Option<u64> {
+        let outbox = self.outbox.as_ref()?;
+        Some(outbox.first().map_or(applied_index + 1, |key| ledger::keys::index_of_outbox_key(key)))
     }
 
     /// Moves the cached writes into `batch`, under the shard's `prefix`.
@@ -56,6 +78,14 @@ impl StateCache {
     }
 
     fn record(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        let outbox_key = key.starts_with(ledger::keys::OUTBOX_PREFIX);
+        if let Some(outbox) = self.outbox.as_mut().filter(|_| outbox_key) {
+            if value.is_some() {
+                outbox.insert(key.to_vec());
+            } else {
+                outbox.remove(key);
+            }
+        }
         self.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
         if let Some(old) = self.writes.insert(key.to_vec(), value) {
             self.bytes = self.bytes.saturating_sub(key.len() + old.map_or(0, |v| v.len()));
@@ -234,6 +264,32 @@ mod tests {
         engine.write(batch).unwrap();
         let after = EngineStore::read_only(&engine, PREFIX, &cache);
         assert_eq!(after.scan(b"a/", 10), vec![(b"a/1".to_vec(), b"new".to_vec())]);
+    }
+
+    #[test]
+    fn the_outbox_index_follows_writes_once_loaded_and_is_dropped_by_clear() {
+        let engine = MemEngine::new();
+        let mut cache = StateCache::default();
+        let (oldest, newer) = (ledger::keys::outbox(7, 0), ledger::keys::outbox(9, 1));
+        let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
+        store.put(&oldest, b"r".to_vec());
+        assert_eq!(cache.completed_below(10), None, "not tracked before it is loaded");
+        cache.load_outbox([oldest.clone()]);
+        let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
+        store.put(&newer, b"r".to_vec());
+        store.put(b"acct/x", b"a".to_vec());
+        assert_eq!(cache.completed_below(10), Some(7));
+        let mut batch = WriteBatch::default();
+        cache.drain_into(PREFIX, &mut batch);
+        assert_eq!(cache.completed_below(10), Some(7), "a flush keeps the index");
+        let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
+        store.delete(&oldest);
+        assert_eq!(cache.completed_below(10), Some(9));
+        let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
+        store.delete(&newer);
+        assert_eq!(cache.completed_below(10), Some(11), "an empty outbox: all applied effects are completed");
+        cache.clear();
+        assert!(!cache.outbox_loaded());
     }
 
     #[test]

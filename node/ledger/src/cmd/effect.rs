@@ -1,34 +1,50 @@
 //! Cross-shard effects. `apply_once` runs on the TARGET shard (the account's), deduplicated by
-//! effect id with its result kept for ever; `complete` runs on the HOME shard with that result,
-//! finishes the originating command and removes the outbox record.
+//! effect id; `complete` runs on the HOME shard with that result, finishes the originating
+//! command and removes the outbox record. The target keeps results in pages per home shard
+//! and forgets them once a delivery says the home completed them (see `EffectDelivery`).
 
 use rust_decimal::Decimal;
 
 use crate::book::{self, Finish, OutboxRecord, RequestRecord, RequestState};
 use crate::context::DAY_MS;
 use crate::error::{err, ErrorCode, LedgerError};
+use crate::ids::parse_tx_id;
 use crate::keys;
-use crate::model::{Account, CommandResult, Effect, EffectKind, EffectResult, EntryKind, HistoryEntry, Outcome, PaymentStatus, PurchaseReceipt, RefundReceipt};
+use crate::model::{Account, CommandResult, Effect, EffectDelivery, EffectKind, EffectResult, EntryKind, HistoryEntry, Outcome, PaymentStatus, PurchaseReceipt, RefundReceipt};
 use crate::money::Money;
 use crate::overlay::Overlay;
 use crate::store::Store;
 
-/// Applies an effect to its target account once; a repeat returns the stored result.
-/// A rejected effect changes nothing but its stored result.
-pub(crate) fn apply_once(store: &mut dyn Store, effect: &Effect) -> EffectResult {
-    if let Some(result) = book::get(store, &keys::inbox(&effect.id)) {
-        return result;
-    }
+/// Applies a delivered effect to its target account once; a repeat returns the kept result,
+/// and a late duplicate of a completed effect returns `Forgotten` and changes nothing. Then
+/// forgets what the delivery says the home completed.
+pub(crate) fn apply_once(store: &mut dyn Store, delivery: &EffectDelivery) -> EffectResult {
+    let effect = &delivery.effect;
+    let (home, index, position) = parse_tx_id(&effect.id).expect("effect ids are validated before apply");
+    let result = if index < book::inbox_fence(store, home) {
+        EffectResult::Forgotten
+    } else if let Some(kept) = book::inbox_result(store, home, index, position) {
+        kept
+    } else {
+        let result = apply_here(store, effect);
+        book::append_inbox(store, home, index, position, result.clone());
+        result
+    };
+    book::forget_inbox(store, home, delivery.completed_below);
+    result
+}
+
+/// Applies an effect to its account, without deduplication: for a delivery that is not a
+/// repeat, or for home and target in one shard. A rejected effect changes nothing.
+pub(crate) fn apply_here(store: &mut dyn Store, effect: &Effect) -> EffectResult {
     let mut overlay = Overlay::new(store);
-    let result = match apply_kind(&mut overlay, effect) {
+    match apply_kind(&mut overlay, effect) {
         Ok(result) => {
             overlay.commit();
             result
         }
         Err(rejection) => EffectResult::Rejected(rejection),
-    };
-    book::put(store, &keys::inbox(&effect.id), &result);
-    result
+    }
 }
 
 fn apply_kind(store: &mut dyn Store, effect: &Effect) -> Result<EffectResult, LedgerError> {
@@ -164,10 +180,11 @@ pub fn final_outcome(finish: &Finish, effect: &Effect, result: &EffectResult) ->
     })
 }
 
-/// The home half of completion: the outbox record's command gets its final outcome, which is
-/// stored under its request id and returned. Err if the result does not fit the effect (a node
-/// bug): then nothing may be written.
-pub(crate) fn complete(store: &mut dyn Store, record: &OutboxRecord, result: &EffectResult) -> Result<CommandResult, LedgerError> {
+/// The home half of a command whose effect answered `result`: its payment record (for a
+/// purchase) is settled and its final outcome returned; the caller records that outcome under
+/// the request id. Err if the result does not fit the effect (a node bug): then nothing may
+/// be written.
+pub(crate) fn finish(store: &mut dyn Store, record: &OutboxRecord, result: &EffectResult) -> Result<CommandResult, LedgerError> {
     let effect = &record.effect;
     let outcome = final_outcome(&record.finish, effect, result)?;
     if let EffectKind::CreditPurchase { payment_ref, .. } = &effect.kind {
@@ -175,6 +192,14 @@ pub(crate) fn complete(store: &mut dyn Store, record: &OutboxRecord, result: &Ef
         payment.status = if outcome.is_ok() { PaymentStatus::Credited } else { PaymentStatus::Rejected };
         book::put(store, &keys::payment(payment_ref), &payment);
     }
+    Ok(outcome)
+}
+
+/// Completion at home of an effect from the outbox: the command's final outcome is stored
+/// under its request id and returned, and the outbox record removed. Err as for [`finish`].
+pub(crate) fn complete(store: &mut dyn Store, record: &OutboxRecord, result: &EffectResult) -> Result<CommandResult, LedgerError> {
+    let effect = &record.effect;
+    let outcome = finish(store, record, result)?;
     store.delete(&keys::outbox_of(&effect.id));
     let request_key = keys::request(&record.request_id);
     let mut request: RequestRecord = book::get(store, &request_key).unwrap_or_else(|| panic!("effect {} has no request {}", effect.id, record.request_id));
@@ -182,4 +207,62 @@ pub(crate) fn complete(store: &mut dyn Store, record: &OutboxRecord, result: &Ef
     request.state = RequestState::Done(outcome.clone());
     book::put(store, &request_key, &request);
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sim::{gift_cmd, World};
+    use crate::{Applied, EffectResult};
+
+    fn keys_under(world: &World, shard: usize, prefix: &[u8]) -> usize {
+        world.shards[shard].map.keys().filter(|key| key.starts_with(prefix)).count()
+    }
+
+    #[test]
+    fn a_late_duplicate_of_a_completed_effect_is_forgotten_and_changes_nothing() {
+        let mut world = World::new(16);
+        world.purchase("buy", "fan", "9.99", "USD", "pay-1").unwrap();
+        let creator = world.key_in_other_shard("fan", "creator");
+        let Applied::Pending(first) = world.submit_only(&gift_cmd("g1", "fan", &creator, "doughnut", 1)) else { panic!() };
+        world.drain();
+        // The next delivery from fan's shard tells the creator's shard that g1 was completed.
+        world.gift("g2", "fan", &creator, "doughnut", 1).unwrap();
+        let (home_before, creator_before) = (world.store_of("fan").clone(), world.account(&creator));
+        world.effects.push(first.effect.clone());
+        assert_eq!(world.deliver_effect(0), EffectResult::Forgotten);
+        world.deliver_completion(0);
+        assert_eq!(world.store_of("fan"), &home_before, "the home did not change");
+        assert_eq!(world.account(&creator), creator_before, "the creator was not credited twice");
+        assert_eq!(creator_before.diamonds, 30);
+        assert_eq!(crate::read::effect_result(world.store_of(&creator), &first.effect.id), Some(EffectResult::Forgotten));
+        assert!(world.audit().ok);
+    }
+
+    #[test]
+    fn the_inbox_keeps_a_few_pages_not_a_key_per_effect() {
+        let mut world = World::new(2);
+        world.purchase("buy", "fan", "99.99", "USD", "pay-1").unwrap();
+        let creator = world.key_in_other_shard("fan", "creator");
+        for i in 0..300 {
+            world.gift(&format!("g{i}"), "fan", &creator, "rose", 1).unwrap();
+        }
+        let (home, target) = (world.layout.shard_of("fan") as usize, world.layout.shard_of(&creator) as usize);
+        // 300 gifts are 600 home entries (gift and completion), nearly ten pages of 64 indexes.
+        assert!(keys_under(&world, target, b"ibx/") <= 2, "{} inbox pages", keys_under(&world, target, b"ibx/"));
+        assert_eq!(keys_under(&world, target, b"ibf/"), 1);
+        assert_eq!(keys_under(&world, home, b"obx/"), 0);
+        assert_eq!(world.account(&creator).history_seq, 300);
+        assert!(world.audit().ok);
+    }
+
+    #[test]
+    fn a_gift_within_one_shard_leaves_no_outbox_or_inbox_record() {
+        let mut world = World::new(1);
+        world.purchase("buy", "fan", "9.99", "USD", "pay-1").unwrap();
+        world.gift("g1", "fan", "creator", "doughnut", 1).unwrap();
+        assert_eq!(world.account("creator").diamonds, 15);
+        for prefix in [&b"obx/"[..], b"ibx/", b"ibf/"] {
+            assert_eq!(keys_under(&world, 0, prefix), 0, "{}", String::from_utf8_lossy(prefix));
+        }
+    }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::book::OutboxRecord;
 use crate::error::{err, ErrorCode, LedgerError};
 use crate::ids::{check_account, parse_payout_shard, parse_tx_id};
-use crate::model::{CompleteEffect, Effect, Outcome};
+use crate::model::{CompleteEffect, EffectDelivery, Outcome};
 
 pub use admin::{SetFrozen, SetLimit, SetRates};
 pub use cashout::CashOut;
@@ -35,7 +35,7 @@ pub enum Command {
     SetLimit(SetLimit),
     SetFrozen(SetFrozen),
     /// Internal: proposed to the target shard by the node, from a home shard's outbox.
-    ApplyEffect(Effect),
+    ApplyEffect(EffectDelivery),
     /// Internal: proposed back to the home shard with the target's result.
     CompleteEffect(CompleteEffect),
 }
@@ -64,7 +64,7 @@ impl Command {
             Command::SetFrozen(c) => Route::Key(c.account.clone()),
             Command::PostPayout(c) | Command::VoidPayout(c) => Route::Shard(parse_payout_shard(&c.payout_id)?),
             Command::SetRates(_) => Route::AllShards,
-            Command::ApplyEffect(e) => Route::Key(e.target_account.clone()),
+            Command::ApplyEffect(d) => Route::Key(d.effect.target_account.clone()),
             Command::CompleteEffect(c) => Route::Shard(c.home_shard),
         })
     }
@@ -80,9 +80,9 @@ impl Command {
             Command::SetRates(c) => c.validate(),
             Command::SetLimit(c) => c.validate(),
             Command::SetFrozen(c) => c.validate(),
-            Command::ApplyEffect(e) => {
-                check_effect_id(&e.id, e.home_shard)?;
-                check_account("target account", &e.target_account)
+            Command::ApplyEffect(d) => {
+                check_effect_id(&d.effect.id, d.effect.home_shard)?;
+                check_account("target account", &d.effect.target_account)
             }
             Command::CompleteEffect(c) => check_effect_id(&c.effect_id, c.home_shard),
         }
