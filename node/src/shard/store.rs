@@ -86,6 +86,15 @@ impl StateCache {
                 outbox.remove(key);
             }
         }
+        // An outbox key is written once, by the entry whose index it carries. Cached as a put,
+        // it was created after the last flush and the engine never had it, so its deletion
+        // (the effect completed within one flush period, the common case) needs no engine write.
+        if outbox_key && value.is_none() && matches!(self.writes.get(key), Some(Some(_))) {
+            if let Some(Some(old)) = self.writes.remove(key) {
+                self.bytes = self.bytes.saturating_sub(key.len() + old.len());
+            }
+            return;
+        }
         self.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
         if let Some(old) = self.writes.insert(key.to_vec(), value) {
             self.bytes = self.bytes.saturating_sub(key.len() + old.map_or(0, |v| v.len()));
@@ -288,6 +297,13 @@ mod tests {
         let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
         store.delete(&newer);
         assert_eq!(cache.completed_below(10), Some(11), "an empty outbox: all applied effects are completed");
+        let third = ledger::keys::outbox(10, 0);
+        let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
+        store.put(&third, b"r".to_vec());
+        store.delete(&third);
+        let mut batch = WriteBatch::default();
+        cache.drain_into(PREFIX, &mut batch);
+        assert_eq!(batch.ops.len(), 2, "the two flushed records are deleted; one created and deleted within a flush leaves nothing to write");
         cache.clear();
         assert!(!cache.outbox_loaded());
     }
