@@ -1,10 +1,13 @@
 //! Automatic batching: concurrent mutating calls share SubmitBatch calls.
 //!
 //! Each endpoint has one lane: a bounded queue of seats and one task that sends them. The task
-//! keeps at most one SubmitBatch in flight per endpoint; while it is out, new calls queue up,
-//! and the next batch takes everything queued (up to `max_batch`) the moment the previous one
-//! returns. Under load batches grow by themselves and with one caller they stay at one command,
-//! so no timer is needed; `linger_us` optionally waits a little for company.
+//! keeps at most `LANE_BATCHES_IN_FLIGHT` SubmitBatch calls in flight per endpoint; while they
+//! are out, new calls queue up, and the next batch takes everything queued (up to
+//! `max_batch`) the moment one returns. Under load batches grow by themselves and with one
+//! caller they stay at one command, so no timer is needed; `linger_us` optionally waits a
+//! little for company. More than one call in flight matters because a batch is answered when
+//! its slowest command is (a cross-shard gift waits for its credit): with a single call in
+//! flight, 16 callers got 499 gifts/s through the batcher against 770 with plain calls.
 //!
 //! The batcher makes one attempt only. Each caller keeps its own retry loop
 //! (`Client::call_with`): a per-command NOT_LEADER, UNAVAILABLE or TIMEOUT comes back to the
@@ -12,10 +15,10 @@
 //! endpoint's lane) with the SAME request id.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use crate::batch::{classify, BATCH_COMMANDS_MAX};
@@ -28,6 +31,9 @@ use crate::proto::{BatchCommand, ErrorCode, SubmitBatchRequest};
 
 /// Longest allowed linger: beyond this a "batching" client is just a slow client.
 pub const LINGER_US_MAX: u64 = 100_000;
+
+/// SubmitBatch calls one lane keeps in flight at most.
+pub const LANE_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Seats that may wait in one endpoint's lane. A caller finding it full waits (within its
 /// attempt timeout): the bound keeps a stalled endpoint from collecting unbounded memory.
@@ -136,21 +142,29 @@ impl Batcher {
     }
 }
 
-/// The lane task: one SubmitBatch in flight at a time; ends when the client is dropped.
+/// The lane task: up to `LANE_BATCHES_IN_FLIGHT` SubmitBatch calls at a time; ends when the
+/// client is dropped.
 async fn run_lane(
     node: Node,
     mut seats: mpsc::Receiver<Seat>,
     config: BatchConfig,
     attempt_timeout: Duration,
 ) {
-    let mut batch: Vec<Seat> = Vec::with_capacity(config.max_batch);
+    let permits = Arc::new(Semaphore::new(LANE_BATCHES_IN_FLIGHT));
     while let Some(first) = seats.recv().await {
+        // While every call is out, seats queue up and the next batch takes them all.
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let mut batch: Vec<Seat> = Vec::with_capacity(config.max_batch.min(64));
         batch.push(first);
         fill(&mut seats, &mut batch, config).await;
         // A caller that gave up has its retry in another seat already; don't send this one.
         batch.retain(|s| !s.answer.is_closed());
         if !batch.is_empty() {
-            send(&node, &mut batch, attempt_timeout).await;
+            let node = node.clone();
+            tokio::spawn(async move {
+                send(&node, &mut batch, attempt_timeout).await;
+                drop(permit);
+            });
         }
     }
 }

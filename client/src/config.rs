@@ -64,8 +64,9 @@ impl ClientConfig {
 
     /// Turns on automatic batching: concurrent purchase, gift, cash_out, post_payout,
     /// void_payout and refund calls share SubmitBatch calls of up to `max_batch` commands
-    /// (1..=8192), one in flight per endpoint; `linger_us` (at most 100 ms) waits for more
-    /// commands before sending a batch, 0 sends as soon as the previous batch returned.
+    /// (1..=8192), up to `LANE_BATCHES_IN_FLIGHT` (4) in flight per endpoint; `linger_us` (at
+    /// most 100 ms) waits for more commands before sending a batch, 0 sends as soon as one of
+    /// those calls is free.
     pub fn batching(mut self, max_batch: usize, linger_us: u64) -> ClientConfig {
         self.batch = Some(BatchConfig {
             max_batch,

@@ -44,7 +44,7 @@ mod request_id;
 mod retry;
 
 pub use batch::{fill_command_request_id, BatchOutcome, BATCH_COMMANDS_MAX};
-pub use batcher::{BatchConfig, LANE_SEATS_MAX, LINGER_US_MAX};
+pub use batcher::{BatchConfig, LANE_BATCHES_IN_FLIGHT, LANE_SEATS_MAX, LINGER_US_MAX};
 pub use client::{Client, ATTEMPTS_MAX};
 pub use config::{normalize_endpoint, ClientConfig, ENDPOINTS_MAX};
 pub use error::{ClientError, ERROR_CODE_TRAILER};

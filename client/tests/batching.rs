@@ -17,7 +17,7 @@ use coinledger_client::proto::batch_command::Command;
 use coinledger_client::proto::batch_result::Result as Answer;
 use coinledger_client::proto::ledger_server::Ledger;
 use coinledger_client::proto::*;
-use coinledger_client::{Client, ClientConfig};
+use coinledger_client::{Client, ClientConfig, LANE_BATCHES_IN_FLIGHT};
 use tonic::{Request, Response, Status};
 
 #[derive(Clone, Default)]
@@ -139,7 +139,7 @@ fn gift(sender: &str, n: u32) -> GiftRequest {
 }
 
 #[tokio::test]
-async fn concurrent_calls_share_batches_one_in_flight_and_each_gets_its_own_answer() {
+async fn concurrent_calls_share_batches_a_few_in_flight_and_each_gets_its_own_answer() {
     let server = Recorder {
         delay: Duration::from_millis(30),
         ..Default::default()
@@ -165,7 +165,11 @@ async fn concurrent_calls_share_batches_one_in_flight_and_each_gets_its_own_answ
     assert_eq!(sent, 100, "each command sent once");
     assert!(batches.iter().all(|b| b.len() <= 16), "max_batch bounds a batch");
     assert!(batches.len() < 20, "calls were batched: {} batches", batches.len());
-    assert_eq!(server.in_flight_max.load(Ordering::SeqCst), 1, "one batch in flight");
+    let in_flight_max = server.in_flight_max.load(Ordering::SeqCst);
+    assert!(
+        (2..=LANE_BATCHES_IN_FLIGHT).contains(&in_flight_max),
+        "a slow batch does not hold up the next, within the bound: {in_flight_max} in flight"
+    );
 }
 
 #[tokio::test]

@@ -63,12 +63,13 @@ fn run(engine: SharedEngine, rx: Receiver<SyncDone>) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result = engine.sync().map_err(Arc::new);
         if let Err(e) = &result {
             tracing::error!(error = %e, "fsync failed: the node can no longer acknowledge writes");
         }
         rounds += 1;
-        tracing::trace!(round = rounds, waiters = waiters.len(), "group commit");
+        tracing::trace!(round = rounds, waiters = waiters.len(), sync_us = started.elapsed().as_micros() as u64, "group commit");
         for done in waiters.drain(..) {
             done(result.clone());
         }

@@ -71,6 +71,11 @@ pub struct BenchArgs {
     /// Commands per SubmitBatch per task; 1 sends single-command calls.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=BATCH_COMMANDS_MAX as u64))]
     pub batch: u64,
+    /// With --batch 1: the tasks' single-command calls go through the client library's
+    /// automatic batching (concurrent calls share SubmitBatch calls), as a backend service
+    /// with --clients concurrent callers would use it.
+    #[arg(long)]
+    pub auto_batch: bool,
     /// How long the workload runs (e.g. 20s, 2m).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -120,10 +125,22 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
             "--zipf must be >= 0 and --duration > 0",
         ));
     }
+    if args.auto_batch && args.batch != 1 {
+        return Err(ClientError::local(
+            ErrorCode::InvalidArgument,
+            "--auto-batch batches single-command calls: use it with --batch 1",
+        ));
+    }
     let mut config = ClientConfig::from_endpoints(&args.endpoints)?;
     config.deadline_ms = args.timeout_ms;
     config.attempt_timeout_ms = config.attempt_timeout_ms.min(args.timeout_ms.max(1));
-    let client = Client::connect(config)?;
+    let client = Client::connect(config.clone())?;
+    // The workload's own client: seeding and checks stay plain calls either way.
+    let workload_client = if args.auto_batch {
+        Client::connect(config.batching(BATCH_COMMANDS_MAX, 0))?
+    } else {
+        client.clone()
+    };
 
     let now_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -141,10 +158,10 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
     };
     let plan = Arc::new(plan(&client, names.clone(), args.batch as usize).await?);
     eprintln!(
-        "bench {:?}: {} senders, {} creators, zipf {}, {} clients, batch {}, {:?}, seed {seed}, \
+        "bench {:?}: {} senders, {} creators, zipf {}, {} clients, batch {}{}, {:?}, seed {seed}, \
          accounts {}*, gift {}",
         args.workload, args.accounts, args.creators, args.zipf, args.clients, args.batch,
-        args.duration, names.prefix, plan.gift_id
+        if args.auto_batch { " (auto-batched)" } else { "" }, args.duration, names.prefix, plan.gift_id
     );
     let amount = seed_amount(&client).await?;
     seed::seed(&client, &names, shape.accounts, &amount).await?;
@@ -159,7 +176,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
             Generator::new(shape, seed, t),
             format!("{}{t}-", names.prefix),
         );
-        tasks.spawn(task.run(client.clone(), stats.clone(), end));
+        tasks.spawn(task.run(workload_client.clone(), stats.clone(), end));
     }
     let progress = tokio::spawn(progress_lines(stats.clone(), started, end));
     while let Some(done) = tasks.join_next().await {
@@ -188,7 +205,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
         let settings = json!({
             "endpoints": args.endpoints, "workload": args.workload, "accounts": args.accounts,
             "creators": args.creators, "zipf": args.zipf, "clients": args.clients,
-            "batch": args.batch, "duration_s": args.duration.as_secs_f64(), "seed": seed,
+            "batch": args.batch, "auto_batch": args.auto_batch, "duration_s": args.duration.as_secs_f64(), "seed": seed,
             "account_prefix": names.prefix, "gift_id": plan.gift_id,
         });
         let value = report::to_json(settings, &stats, elapsed_s, &verdict);
@@ -282,6 +299,8 @@ mod tests {
         assert_eq!(parsed.json, Some(PathBuf::from("out.json")));
         assert_eq!(parsed.duration, Duration::from_secs(20));
         assert_eq!(parsed.workload, Workload::GiftStorm);
+        assert!(!parsed.auto_batch, "automatic batching is opt-in");
+        assert!(BenchArgs::try_parse_from(argv("coinctl --auto-batch")).unwrap().auto_batch);
         assert_eq!(bench_argv(&argv("coinctl balance bench")), None);
         assert_eq!(bench_argv(&argv("coinctl --json status")), None);
     }
