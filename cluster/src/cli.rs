@@ -37,7 +37,8 @@ pub enum Cmd {
         /// Replicas per shard (default: min(3, nodes)).
         #[arg(long)]
         replication: Option<u64>,
-        /// The coinledger-node binary (default: next to this executable, else on PATH).
+        /// The coinledger-node binary (default: next to this executable, else on PATH); the file
+        /// must be named coinledger-node.
         #[arg(long)]
         node_bin: Option<PathBuf>,
         /// Extra argument passed to every node, repeatable (e.g. --node-arg=--tick-ms=50).

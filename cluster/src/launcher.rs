@@ -201,14 +201,22 @@ pub fn build_workspace_node_bin() -> Result<()> {
 /// --node-bin, else `coinledger-node` next to the current executable (or one directory up,
 /// for test binaries in target/release/deps), else on PATH.
 pub fn locate_node_bin(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(format!("--node-bin {}: no such file", p.display()))
-        };
-    }
     let name = format!("{NODE_BIN_NAME}{}", std::env::consts::EXE_SUFFIX);
+    if let Some(p) = explicit {
+        if !p.is_file() {
+            return Err(format!("--node-bin {}: no such file", p.display()));
+        }
+        // Node processes are recognized by their program name (`is_node_process`): under
+        // another name a started node would look dead and be left running unmanaged.
+        if p.file_name().and_then(|n| n.to_str()) != Some(name.as_str()) {
+            return Err(format!(
+                "--node-bin {}: the file must be named {name} (the launcher recognizes its nodes' processes by that name); \
+                 copy or link it under that name, e.g. into a directory of its own",
+                p.display()
+            ));
+        }
+        return Ok(p.to_path_buf());
+    }
     let mut tried = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
         let mut dir = exe.parent().map(Path::to_path_buf);
@@ -638,5 +646,24 @@ pub fn wipe_data(node: &NodeSpec) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("cannot delete {}: {e}", node.data_dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_node_bin_must_exist_and_carry_the_node_program_name() {
+        let dir = std::env::temp_dir().join(format!("coinledger-node-bin-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let renamed = dir.join("my-node-build");
+        let named = dir.join(format!("{NODE_BIN_NAME}{}", std::env::consts::EXE_SUFFIX));
+        fs::write(&renamed, b"").unwrap();
+        fs::write(&named, b"").unwrap();
+        assert!(locate_node_bin(Some(&renamed)).unwrap_err().contains("must be named coinledger-node"));
+        assert!(locate_node_bin(Some(&dir.join("absent"))).unwrap_err().contains("no such file"));
+        assert_eq!(locate_node_bin(Some(&named)).unwrap(), named);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
