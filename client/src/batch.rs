@@ -13,6 +13,7 @@ use crate::proto::ledger_client::LedgerClient;
 use crate::proto::{BatchCommand, BatchResult, ErrorCode, SubmitBatchRequest};
 use crate::request_id::WithRequestId;
 use crate::retry::Backoff;
+use crate::route::Routed;
 
 /// Most commands in one SubmitBatch (ledger.proto's bound; the node refuses more).
 pub const BATCH_COMMANDS_MAX: usize = 8_192;
@@ -85,45 +86,67 @@ impl Client {
         let mut unknown = vec![false; commands.len()];
         let mut pending: Vec<usize> = (0..commands.len()).collect();
         for _ in 0..ATTEMPTS_MAX {
-            let request = SubmitBatchRequest {
-                commands: pending.iter().map(|&i| commands[i].clone()).collect(),
-            };
-            // The whole call has the usual retry loop (transport failures, a node shutting
-            // down); resending the whole batch is safe for the same reason as a single command.
-            let reply = self
-                .call(request, |ch, r| async move {
-                    LedgerClient::new(ch).submit_batch(r).await
-                })
-                .await;
-            let results = match reply {
-                Ok(reply) if reply.results.len() == pending.len() => reply.results,
-                Ok(reply) => {
-                    let e = ClientError::local(
-                        ErrorCode::Internal,
-                        format!(
-                            "{} results for a batch of {}",
-                            reply.results.len(),
-                            pending.len()
-                        ),
-                    );
-                    return Ok(finish(outcomes, &pending, &e, &unknown));
-                }
-                Err(e) => return Ok(finish(outcomes, &pending, &e, &unknown)),
-            };
-            let uri = self.preferred_uri();
-            let mut retry = Vec::new();
-            let mut last = None;
-            for (i, result) in pending.iter().copied().zip(results) {
-                match classify(result, &uri) {
-                    Err(e) if e.is_retryable() => {
-                        unknown[i] |= e.code == ErrorCode::Timeout;
-                        outcomes[i] = Some(Err(e.clone()));
-                        last = Some(e);
-                        retry.push(i);
-                    }
-                    outcome => outcomes[i] = Some(outcome),
+            // One SubmitBatch per home-shard leader (shard-aware routing), all in flight at
+            // once; commands with no known leader share a call to the usual endpoint.
+            let mut groups: Vec<(Option<usize>, Vec<usize>)> = Vec::new();
+            for &i in &pending {
+                let start = self.route(commands[i].route_key());
+                match groups.iter_mut().find(|(s, _)| *s == start) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((start, vec![i])),
                 }
             }
+            let calls = groups.into_iter().map(|(start, members)| {
+                let request = SubmitBatchRequest {
+                    commands: members.iter().map(|&i| commands[i].clone()).collect(),
+                };
+                async move {
+                    // Each call has the usual retry loop (transport failures, a node shutting
+                    // down); resending a whole batch is safe for the same reason as a single
+                    // command.
+                    let reply = self
+                        .call_at(start, request, |ch, r| async move {
+                            LedgerClient::new(ch).submit_batch(r).await
+                        })
+                        .await;
+                    (start, members, reply)
+                }
+            });
+            let mut retry = Vec::new();
+            let mut last = None;
+            for (start, members, reply) in futures::future::join_all(calls).await {
+                let results = match reply {
+                    Ok(reply) if reply.results.len() == members.len() => reply.results,
+                    Ok(reply) => {
+                        let e = ClientError::local(
+                            ErrorCode::Internal,
+                            format!("{} results for a batch of {}", reply.results.len(), members.len()),
+                        );
+                        settle(&mut outcomes, &members, &e, &unknown);
+                        continue;
+                    }
+                    Err(e) => {
+                        settle(&mut outcomes, &members, &e, &unknown);
+                        continue;
+                    }
+                };
+                let uri = match start {
+                    Some(index) => self.node(index).uri,
+                    None => self.preferred_uri(),
+                };
+                for (i, result) in members.iter().copied().zip(results) {
+                    match classify(result, &uri) {
+                        Err(e) if e.is_retryable() => {
+                            unknown[i] |= e.code == ErrorCode::Timeout;
+                            outcomes[i] = Some(Err(e.clone()));
+                            last = Some(e);
+                            retry.push(i);
+                        }
+                        outcome => outcomes[i] = Some(outcome),
+                    }
+                }
+            }
+            retry.sort_unstable();
             pending = retry;
             let Some(last) = last else { break };
             let pause = backoff.next_pause();
@@ -147,15 +170,21 @@ fn finish(
     err: &ClientError,
     unknown: &[bool],
 ) -> Vec<BatchOutcome> {
-    for &i in pending {
+    settle(&mut outcomes, pending, err, unknown);
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("every command has an outcome once none is pending"))
+        .collect()
+}
+
+/// Ends the commands `ended` with their last retryable error, or `err` if they had none
+/// (TIMEOUT where the outcome is unknown): a call that gave up, or the deadline.
+fn settle(outcomes: &mut [Option<BatchOutcome>], ended: &[usize], err: &ClientError, unknown: &[bool]) {
+    for &i in ended {
         let last = match outcomes[i].take() {
             Some(Err(e)) => e,
             _ => err.clone(),
         };
         outcomes[i] = Some(Err(final_error(last, unknown[i] || err.code == ErrorCode::Timeout)));
     }
-    outcomes
-        .into_iter()
-        .map(|o| o.expect("every command has an outcome once none is pending"))
-        .collect()
 }

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::batch::{classify, BATCH_COMMANDS_MAX};
 use crate::client::{Client, Failure, Node};
+use crate::route::Routed;
 use crate::error::ClientError;
 use crate::proto::batch_command::Command;
 use crate::proto::batch_result::Result as BatchAnswer;
@@ -246,9 +247,10 @@ impl Client {
         unwrap: fn(BatchAnswer) -> Option<Rep>,
     ) -> Result<Rep, ClientError>
     where
-        Req: Clone,
+        Req: Clone + Routed,
     {
-        self.call_with(req, |node, req, limit| async move {
+        let start = self.route(req.route_key());
+        self.call_with(start, req, |node, req, limit| async move {
             let uri = node.uri.clone();
             let answer = batcher.submit(node, wrap(req), limit).await?;
             unwrap(answer).ok_or_else(|| Failure {

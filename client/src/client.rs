@@ -1,7 +1,7 @@
 //! The connection pool and the one retry loop every call goes through.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -9,16 +9,21 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Response, Status};
 
-
 use crate::batcher::Batcher;
 use crate::config::{normalize_endpoint, ClientConfig, ENDPOINTS_MAX};
 use crate::error::ClientError;
 use crate::proto::ErrorCode;
 use crate::retry::{decide, outcome_unknown, Backoff, Step};
+use crate::route::Topology;
 
 /// Bound on attempts per call, on top of the deadline: with a zero backoff and nodes that
 /// refuse instantly, the deadline alone would allow a busy loop of thousands of attempts.
 pub const ATTEMPTS_MAX: u32 = 200;
+
+/// A retry is not started with less time than this left before the deadline: an attempt
+/// cut off by the deadline turns a known failure (nothing applied) into an unknown outcome,
+/// so one that could hardly get an answer is not worth that.
+pub const ATTEMPT_MS_MIN: u64 = 50;
 
 /// A handle to the cluster. Cheap to clone (one `Arc`); clones share the connections and the
 /// knowledge of which endpoint answered last, so share one per process.
@@ -38,6 +43,16 @@ struct Inner {
     preferred: AtomicUsize,
     /// Present when `config.batch` is set: mutating calls then share SubmitBatch calls.
     batcher: Option<Batcher>,
+    routing: RoutingState,
+}
+
+/// Shard-aware routing's knowledge (`route.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct RoutingState {
+    /// A std lock: held to read or swap the Arc, never across an await.
+    pub(crate) topology: RwLock<Option<Arc<Topology>>>,
+    /// A refresh is under way (at most one per client).
+    pub(crate) refreshing: AtomicBool,
 }
 
 /// One endpoint: its normalized URI and its (shared, multiplexed) channel.
@@ -91,6 +106,7 @@ impl Client {
             nodes: RwLock::new(nodes),
             preferred: AtomicUsize::new(0),
             batcher: config.batch.map(|b| Batcher::new(b, ms(config.attempt_timeout_ms))),
+            routing: RoutingState::default(),
             config,
         };
         Ok(Client {
@@ -117,14 +133,15 @@ impl Client {
     /// Sends `req` until a definite answer, following leader hints and rotating over the
     /// endpoints with backoff (the table in `retry.rs`). Every attempt sends the same request,
     /// so the same request id. Stops at the deadline with the last error, turned into TIMEOUT
-    /// if some attempt may have been applied.
-    pub(crate) async fn call<Req, Rep, F, Fut>(&self, req: Req, rpc: F) -> Result<Rep, ClientError>
+    /// if some attempt may have been applied. The first attempt goes to endpoint `start` (the
+    /// home shard's leader, from `route`), or where calls usually start if None.
+    pub(crate) async fn call_at<Req, Rep, F, Fut>(&self, start: Option<usize>, req: Req, rpc: F) -> Result<Rep, ClientError>
     where
         Req: Clone,
         F: Fn(Channel, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Rep>, Status>>,
     {
-        self.call_with(req, |node, req, limit| {
+        self.call_with(start, req, |node, req, limit| {
             let mut request = tonic::Request::new(req);
             request.set_timeout(limit);
             let reply = rpc(node.channel, request);
@@ -139,11 +156,14 @@ impl Client {
         .await
     }
 
-    /// The retry loop of [`Client::call`] over any way of making one attempt: a direct RPC,
+    /// The retry loop of [`Client::call_at`] over any way of making one attempt: a direct RPC,
     /// or a seat in the endpoint's batch (`batcher.rs`). `attempt` gets the endpoint, the
-    /// request (always the same one) and the time the attempt may take.
+    /// request (always the same one) and the time the attempt may take. The first attempt
+    /// goes to `start` if given (the home shard's leader), else to the endpoint that
+    /// answered last; a routed call that succeeds leaves that choice alone.
     pub(crate) async fn call_with<Req, Rep, F, Fut>(
         &self,
+        start: Option<usize>,
         req: Req,
         attempt: F,
     ) -> Result<Rep, ClientError>
@@ -155,7 +175,8 @@ impl Client {
         let config = &self.inner.config;
         let deadline = Instant::now() + ms(config.deadline_ms);
         let mut backoff = Backoff::new(config.backoff_ms_initial, config.backoff_ms_max);
-        let mut index = self.inner.preferred.load(Ordering::Relaxed);
+        let routed = start.is_some();
+        let mut index = start.unwrap_or_else(|| self.inner.preferred.load(Ordering::Relaxed));
         let mut unknown = false;
         let mut followed_hint = false;
         for _ in 0..ATTEMPTS_MAX {
@@ -165,7 +186,9 @@ impl Client {
                 .min(ms(config.attempt_timeout_ms));
             let err = match attempt(node, req.clone(), limit).await {
                 Ok(reply) => {
-                    self.inner.preferred.store(index, Ordering::Relaxed);
+                    if !routed {
+                        self.inner.preferred.store(index, Ordering::Relaxed);
+                    }
                     return Ok(reply);
                 }
                 Err(failure) => {
@@ -202,7 +225,7 @@ impl Client {
                     backoff.next_pause()
                 }
             };
-            if Instant::now() + pause >= deadline {
+            if Instant::now() + pause + ms(ATTEMPT_MS_MIN) >= deadline {
                 return Err(final_error(err, unknown));
             }
             tokio::time::sleep(pause).await;
@@ -221,6 +244,15 @@ impl Client {
         self.node(self.inner.preferred.load(Ordering::Relaxed)).uri
     }
 
+    /// Index of the endpoint an unrouted call starts at.
+    pub(crate) fn preferred_index(&self) -> usize {
+        self.inner.preferred.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn routing_state(&self) -> &RoutingState {
+        &self.inner.routing
+    }
+
     /// The automatic batcher, if the configuration asked for one.
     pub(crate) fn batcher(&self) -> Option<&Batcher> {
         self.inner.batcher.as_ref()
@@ -233,7 +265,8 @@ impl Client {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn node(&self, index: usize) -> Node {
+    /// The endpoint at `index` (modulo the number of endpoints).
+    pub(crate) fn node(&self, index: usize) -> Node {
         let nodes = self.nodes();
         nodes[index % nodes.len()].clone()
     }
@@ -242,9 +275,9 @@ impl Client {
         (index + 1) % self.nodes().len()
     }
 
-    /// Index of the hinted endpoint, added if new. None if the hint is not a valid endpoint or
-    /// the bound is reached: the caller then rotates instead.
-    fn index_of_or_add(&self, hint: &str) -> Option<usize> {
+    /// Index of the hinted endpoint (or a member's address), added if new. None if it is not
+    /// a valid endpoint or the bound is reached: the caller then rotates instead.
+    pub(crate) fn index_of_or_add(&self, hint: &str) -> Option<usize> {
         let uri = normalize_endpoint(hint).ok()?;
         if let Some(i) = self.nodes().iter().position(|n| n.uri == uri) {
             return Some(i);

@@ -28,6 +28,10 @@ pub struct ClientConfig {
     pub backoff_ms_max: u64,
     /// Opt-in automatic batching of mutating calls (`batcher.rs`); None: one RPC per call.
     pub batch: Option<BatchConfig>,
+    /// Shard-aware routing (`route.rs`, on by default): each call starts at the node that
+    /// leads its home shard, as the Topology RPC last said, which saves the node a forwarding
+    /// hop. Off: calls start at the endpoint that answered last, and nodes forward.
+    pub routing: bool,
 }
 
 impl Default for ClientConfig {
@@ -40,6 +44,7 @@ impl Default for ClientConfig {
             backoff_ms_initial: 20,
             backoff_ms_max: 500,
             batch: None,
+            routing: true,
         }
     }
 }

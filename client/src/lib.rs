@@ -26,7 +26,8 @@
 //! `retry.rs` (decision table, backoff), `client.rs` (channels, the retry loop),
 //! `ops.rs` (one method per RPC), `request_id.rs` (idempotency ids), `batch.rs`
 //! (`submit_batch`: many commands, per-command retries), `batcher.rs` (opt-in automatic
-//! batching of concurrent calls, [`ClientConfig::batching`]).
+//! batching of concurrent calls, [`ClientConfig::batching`]), `route.rs` (shard-aware
+//! routing: each call starts at its home shard's leader, [`ClientConfig::routing`]).
 
 pub mod proto {
     //! Code generated from ledger.proto and admin.proto (messages, clients, and servers for
@@ -42,6 +43,7 @@ mod error;
 mod ops;
 mod request_id;
 mod retry;
+mod route;
 
 pub use batch::{fill_command_request_id, BatchOutcome, BATCH_COMMANDS_MAX};
 pub use batcher::{BatchConfig, LANE_BATCHES_IN_FLIGHT, LANE_SEATS_MAX, LINGER_US_MAX};
@@ -49,3 +51,4 @@ pub use client::{Client, ATTEMPTS_MAX};
 pub use config::{normalize_endpoint, ClientConfig, ENDPOINTS_MAX};
 pub use error::{ClientError, ERROR_CODE_TRAILER};
 pub use request_id::{new_request_id, WithRequestId, REQUEST_ID_LEN};
+pub use route::{RouteKey, Routed, TOPOLOGY_REFRESH_MS};

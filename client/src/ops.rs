@@ -1,5 +1,6 @@
 //! The typed calls: one method per RPC of ledger.proto and admin.proto, all through
-//! [`Client::call`](crate::Client) so every call gets the same retry behaviour.
+//! [`Client::call_at`](crate::Client) so every call gets the same retry behaviour, starting at
+//! the home shard's leader when shard-aware routing knows it.
 //!
 //! Mutating calls fill an empty `request_id` before the first attempt, so every retry carries
 //! the same id. To know the id (to log it, or to retry later after a TIMEOUT), set it yourself
@@ -13,6 +14,7 @@ use crate::proto::*;
 use crate::proto::batch_command::Command as Cmd;
 use crate::proto::batch_result::Result as Answer;
 use crate::request_id::WithRequestId;
+use crate::route::Routed;
 
 /// `mutating`: fills the request id first; `batchable`: mutating, and through the batcher
 /// when `ClientConfig::batch` is set; `read`: sends the request as it is.
@@ -21,7 +23,8 @@ macro_rules! rpc {
         $(#[$doc])*
         pub async fn $name(&self, mut req: $req) -> Result<$rep, ClientError> {
             req.fill_request_id();
-            self.call(req, |ch, r| async move { $svc::new(ch).$method(r).await }).await
+            let start = self.route(req.route_key());
+            self.call_at(start, req, |ch, r| async move { $svc::new(ch).$method(r).await }).await
         }
     };
     // Mutating and batchable: through the batcher when batching is on.
@@ -37,13 +40,15 @@ macro_rules! rpc {
                 };
                 return self.call_batched(batcher, req, $wrap, unwrap).await;
             }
-            self.call(req, |ch, r| async move { $svc::new(ch).$method(r).await }).await
+            let start = self.route(req.route_key());
+            self.call_at(start, req, |ch, r| async move { $svc::new(ch).$method(r).await }).await
         }
     };
     ($(#[$doc:meta])* $name:ident: $svc:ident::$method:ident($req:ty) -> $rep:ty, read) => {
         $(#[$doc])*
         pub async fn $name(&self, req: $req) -> Result<$rep, ClientError> {
-            self.call(req, |ch, r| async move { $svc::new(ch).$method(r).await }).await
+            let start = self.route(req.route_key());
+            self.call_at(start, req, |ch, r| async move { $svc::new(ch).$method(r).await }).await
         }
     };
 }
@@ -89,6 +94,11 @@ impl Client {
     rpc!(
         /// The gift catalog in force (ListGifts).
         gifts: LedgerClient::list_gifts(ListGiftsRequest) -> ListGiftsReply, read
+    );
+    rpc!(
+        /// Shard count, members and each shard's leader as the answering node knows them
+        /// (what shard-aware routing uses; see `route.rs`).
+        topology: LedgerClient::topology(TopologyRequest) -> TopologyReply, read
     );
 }
 

@@ -83,41 +83,20 @@ impl Ledger for Recorder {
         Ok(Response::new(SubmitBatchReply { results }))
     }
 
-    async fn purchase(&self, _: Request<PurchaseRequest>) -> Reply<PurchaseReply> {
-        Err(unused())
-    }
-    async fn gift(&self, _: Request<GiftRequest>) -> Reply<GiftReply> {
-        Err(unused())
-    }
-    async fn cash_out(&self, _: Request<CashOutRequest>) -> Reply<CashOutReply> {
-        Err(unused())
-    }
-    async fn post_payout(&self, _: Request<PayoutRequest>) -> Reply<PayoutReply> {
-        Err(unused())
-    }
-    async fn void_payout(&self, _: Request<PayoutRequest>) -> Reply<PayoutReply> {
-        Err(unused())
-    }
-    async fn refund(&self, _: Request<RefundRequest>) -> Reply<RefundReply> {
-        Err(unused())
-    }
-    async fn balance(&self, _: Request<BalanceRequest>) -> Reply<BalanceReply> {
-        Err(unused())
-    }
-    async fn history(&self, _: Request<HistoryRequest>) -> Reply<HistoryReply> {
-        Err(unused())
-    }
-    async fn get_rates(&self, _: Request<GetRatesRequest>) -> Reply<RateCard> {
-        Err(unused())
-    }
-    async fn list_gifts(&self, _: Request<ListGiftsRequest>) -> Reply<ListGiftsReply> {
-        Err(unused())
-    }
-}
-
-/// Single-command RPCs must not be used while batching is on.
-fn unused() -> Status {
-    Status::unimplemented("single-command RPC called")
+    // Single-command RPCs must not be used while batching is on.
+    unused_rpcs!("single-command RPC called";
+        purchase: PurchaseRequest => PurchaseReply,
+        cash_out: CashOutRequest => CashOutReply,
+        void_payout: PayoutRequest => PayoutReply,
+        balance: BalanceRequest => BalanceReply,
+        get_rates: GetRatesRequest => RateCard,
+        topology: TopologyRequest => TopologyReply,
+        gift: GiftRequest => GiftReply,
+        post_payout: PayoutRequest => PayoutReply,
+        refund: RefundRequest => RefundReply,
+        history: HistoryRequest => HistoryReply,
+        list_gifts: ListGiftsRequest => ListGiftsReply,
+    );
 }
 
 fn config(addr: SocketAddr) -> ClientConfig {

@@ -107,6 +107,9 @@ impl Ledger for Scripted {
     async fn list_gifts(&self, _: Request<ListGiftsRequest>) -> Reply<ListGiftsReply> {
         Err(unscripted())
     }
+    async fn topology(&self, _: Request<TopologyRequest>) -> Reply<TopologyReply> {
+        Err(unscripted())
+    }
     async fn submit_batch(&self, _: Request<SubmitBatchRequest>) -> Reply<SubmitBatchReply> {
         Err(unscripted())
     }

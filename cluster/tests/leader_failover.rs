@@ -44,6 +44,24 @@ async fn leader_killed_during_load_fails_over_within_5s_and_loses_nothing() {
         if let Some((id, new_term)) = new_leader {
             assert_ne!(id, leader, "the killed node cannot lead");
             assert!(new_term > term, "new term {new_term} <= {term}");
+            // The Topology that routing clients follow names the new leader soon after.
+            let topology_at = Instant::now();
+            loop {
+                let topology = probe.topology(Default::default()).await.expect("topology");
+                assert_eq!(topology.shard_count, SHARDS);
+                assert_eq!(topology.nodes.len(), 3);
+                assert_eq!(topology.shard_leaders.len(), SHARDS as usize);
+                if topology.shard_leaders[shard as usize] == id {
+                    break;
+                }
+                assert!(
+                    topology_at.elapsed() < Duration::from_secs(5),
+                    "topology from node {} still names {} as shard {shard}'s leader, not {id}",
+                    topology.node_id,
+                    topology.shard_leaders[shard as usize]
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
 
         t.cluster.wait_gone(leader, Duration::from_secs(5)).unwrap();

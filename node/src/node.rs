@@ -101,6 +101,12 @@ impl ShardHooks for NodeHooks {
             }
         });
     }
+
+    fn leader_known(&self, shard: u32, leader_id: u64) {
+        if let Some(router) = self.router.get() {
+            router.note_leader(shard, leader_id);
+        }
+    }
 }
 
 /// Starts the shard actors on their own actix system thread and returns their addresses.
@@ -194,7 +200,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     tokio::spawn(router::sweep_forever(router.clone(), Duration::from_millis(cfg.effect_sweep_ms)));
 
     let timeout = Duration::from_millis(cfg.request_timeout_ms);
-    let ledger = LedgerService::new(router.clone(), timeout);
+    let ledger = LedgerService::new(router.clone(), timeout, cfg.id, members.clone());
     let admin = AdminService::new(router.clone(), timeout, cfg.id, members.clone());
     let peer = PeerService::new(router.clone(), timeout);
     let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -58,6 +58,20 @@ impl Router {
         self.layout
     }
 
+    /// Where a hosted replica's raft says the shard's leader now is: later calls go there
+    /// directly instead of learning it from a NOT_LEADER answer.
+    pub fn note_leader(&self, shard: u32, leader_id: u64) {
+        if let Some(slot) = self.leaders.get(shard as usize) {
+            slot.store(leader_id, Ordering::Relaxed);
+        }
+    }
+
+    /// This node's guess of every shard's leader (a node id per shard, in shard order): what
+    /// its replicas' raft last said, or what forwarding last learnt for shards it does not host.
+    pub fn leader_guesses(&self) -> Vec<u64> {
+        self.leaders.iter().map(|slot| slot.load(Ordering::Relaxed)).collect()
+    }
+
     pub fn shard_of_key(&self, key: &str) -> u32 {
         self.layout.shard_of(key)
     }

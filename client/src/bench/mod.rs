@@ -76,6 +76,10 @@ pub struct BenchArgs {
     /// with --clients concurrent callers would use it.
     #[arg(long)]
     pub auto_batch: bool,
+    /// Send every call to the endpoint that answered last and let the nodes forward it,
+    /// instead of straight to its home shard's leader (shard-aware routing, the default).
+    #[arg(long)]
+    pub no_routing: bool,
     /// How long the workload runs (e.g. 20s, 2m).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -134,6 +138,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
     let mut config = ClientConfig::from_endpoints(&args.endpoints)?;
     config.deadline_ms = args.timeout_ms;
     config.attempt_timeout_ms = config.attempt_timeout_ms.min(args.timeout_ms.max(1));
+    config.routing = !args.no_routing;
     let client = Client::connect(config.clone())?;
     // The workload's own client: seeding and checks stay plain calls either way.
     let workload_client = if args.auto_batch {
@@ -158,10 +163,12 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
     };
     let plan = Arc::new(plan(&client, names.clone(), args.batch as usize).await?);
     eprintln!(
-        "bench {:?}: {} senders, {} creators, zipf {}, {} clients, batch {}{}, {:?}, seed {seed}, \
+        "bench {:?}: {} senders, {} creators, zipf {}, {} clients, batch {}{}, {}, {:?}, seed {seed}, \
          accounts {}*, gift {}",
         args.workload, args.accounts, args.creators, args.zipf, args.clients, args.batch,
-        if args.auto_batch { " (auto-batched)" } else { "" }, args.duration, names.prefix, plan.gift_id
+        if args.auto_batch { " (auto-batched)" } else { "" },
+        if args.no_routing { "unrouted" } else { "shard-aware routing" },
+        args.duration, names.prefix, plan.gift_id
     );
     let amount = seed_amount(&client).await?;
     seed::seed(&client, &names, shape.accounts, &amount).await?;
@@ -205,7 +212,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
         let settings = json!({
             "endpoints": args.endpoints, "workload": args.workload, "accounts": args.accounts,
             "creators": args.creators, "zipf": args.zipf, "clients": args.clients,
-            "batch": args.batch, "auto_batch": args.auto_batch, "duration_s": args.duration.as_secs_f64(), "seed": seed,
+            "batch": args.batch, "auto_batch": args.auto_batch, "routing": !args.no_routing, "duration_s": args.duration.as_secs_f64(), "seed": seed,
             "account_prefix": names.prefix, "gift_id": plan.gift_id,
         });
         let value = report::to_json(settings, &stats, elapsed_s, &verdict);

@@ -67,6 +67,9 @@ async fn execute(args: Args) -> Result<Rendered, ClientError> {
     config.deadline_ms = args.timeout_ms;
     // A short overall deadline must still allow one whole attempt.
     config.attempt_timeout_ms = config.attempt_timeout_ms.min(args.timeout_ms.max(1));
+    // One call per process: a topology would arrive after it, so routing would only cost an
+    // extra RPC.
+    config.routing = false;
     let client = Client::connect(config)?;
     match args.command {
         Command::Purchase(a) => money::purchase(&client, a).await,

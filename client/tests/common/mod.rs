@@ -17,3 +17,22 @@ pub async fn serve<S: Ledger>(service: S) -> SocketAddr {
     );
     addr
 }
+
+/// Ledger methods a mock does not serve, answered UNIMPLEMENTED (`$why` says why), written
+/// in the form `#[tonic::async_trait]` expands `async fn` to, so that the macro can sit inside
+/// an `impl Ledger` block. Usage: `unused_rpcs!("reason"; purchase: PurchaseRequest => PurchaseReply, ...);`
+#[macro_export]
+macro_rules! unused_rpcs {
+    ($why:literal; $($method:ident: $req:ty => $rep:ty),* $(,)?) => {
+        $(fn $method<'life0, 'async_trait>(
+            &'life0 self,
+            _request: tonic::Request<$req>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<$rep>, tonic::Status>> + Send + 'async_trait>>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(async move { Err(tonic::Status::unimplemented($why)) })
+        })*
+    };
+}

@@ -1,5 +1,6 @@
 //! The public Ledger service.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +20,14 @@ pub const BATCH_COMMANDS_MAX: usize = 8_192;
 pub struct LedgerService {
     router: Arc<Router>,
     request_timeout: Duration,
+    node_id: u64,
+    /// Every member's address by node id, for Topology.
+    addresses: Arc<BTreeMap<u64, String>>,
 }
 
 impl LedgerService {
-    pub fn new(router: Arc<Router>, request_timeout: Duration) -> Self {
-        Self { router, request_timeout }
+    pub fn new(router: Arc<Router>, request_timeout: Duration, node_id: u64, addresses: Arc<BTreeMap<u64, String>>) -> Self {
+        Self { router, request_timeout, node_id, addresses }
     }
 
     async fn execute<T>(&self, request: &Request<T>, cmd: Command) -> Result<Outcome, Status> {
@@ -145,6 +149,15 @@ impl Ledger for LedgerService {
         });
         let results = futures::future::join_all(runs).await;
         Ok(Response::new(proto::SubmitBatchReply { results }))
+    }
+
+    async fn topology(&self, _request: Request<proto::TopologyRequest>) -> Result<Response<proto::TopologyReply>, Status> {
+        Ok(Response::new(proto::TopologyReply {
+            shard_count: self.router.layout().shard_count,
+            nodes: self.addresses.iter().map(|(id, address)| proto::NodeAddress { id: *id, address: address.clone() }).collect(),
+            shard_leaders: self.router.leader_guesses(),
+            node_id: self.node_id,
+        }))
     }
 
     async fn list_gifts(&self, request: Request<proto::ListGiftsRequest>) -> Result<Response<proto::ListGiftsReply>, Status> {

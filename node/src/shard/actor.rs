@@ -19,6 +19,8 @@ pub trait ShardHooks: Send + Sync + 'static {
     fn send_raft(&self, shard: u32, messages: Vec<raft::prelude::Message>);
     /// This node just became the shard's leader: re-drive the shard's pending effects.
     fn became_leader(&self, shard: u32);
+    /// Raft learnt the shard's leader (a node id): where commands for the shard go now.
+    fn leader_known(&self, shard: u32, leader_id: u64);
 }
 
 pub struct ShardActor {
@@ -50,6 +52,9 @@ impl ShardActor {
         }
         if !out.messages.is_empty() {
             self.hooks.send_raft(shard, out.messages);
+        }
+        if let Some(leader_id) = out.leader_changed {
+            self.hooks.leader_known(shard, leader_id);
         }
         if out.became_leader {
             self.hooks.became_leader(shard);

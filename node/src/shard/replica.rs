@@ -86,6 +86,8 @@ pub struct Output {
     pub messages: Vec<RaftMessage>,
     /// This replica just became the shard's leader.
     pub became_leader: bool,
+    /// The shard's leader as raft now knows it (a node id), when that just changed.
+    pub leader_changed: Option<u64>,
 }
 
 struct Proposal {
@@ -567,6 +569,9 @@ impl Replica {
 
         if let Some(ss) = rd.ss() {
             self.on_role_change(ss.raft_state, out);
+            if ss.leader_id != raft::INVALID_ID {
+                out.leader_changed = Some(ss.leader_id);
+            }
         }
         let mut batch = WriteBatch::default();
         // Whether this Ready's write must be atomic (see below).
