@@ -58,18 +58,25 @@ pub(crate) fn save_account(store: &mut dyn Store, before: &Account, after: &mut 
     put(store, &keys::account(&after.id), after);
 }
 
-/// Appends `entry` to its history page. A page is its entries' postcard encodings, one after
-/// the other, so appending never decodes what the page already holds.
+/// Appends `entry` to the account's open history page (`keys::history_open`); the entry that
+/// fills the page moves it to its numbered key (`keys::history_page`) for good. A page is its
+/// entries' postcard encodings, one after the other, so appending never decodes what the page
+/// already holds.
 ///
 /// # Panics
-/// If the entry starts a page that already exists: seqs would not be dense.
+/// If the entry starts a page but the open page is not empty: seqs would not be dense.
 fn append_history(store: &mut dyn Store, account: &str, entry: &HistoryEntry) {
-    let key = keys::history_page(account, keys::history_page_of(entry.seq));
-    let page = store.get(&key).unwrap_or_default();
+    let open = keys::history_open(account);
+    let page = store.get(&open).unwrap_or_default();
     let starts_page = (entry.seq - 1).is_multiple_of(keys::HISTORY_PAGE_ENTRIES);
-    assert!(!starts_page || page.is_empty(), "account {account}: history entry {} starts a page that exists", entry.seq);
+    assert!(!starts_page || page.is_empty(), "account {account}: history entry {} starts a page, but the open page is not empty", entry.seq);
     let page = postcard::to_extend(entry, page).unwrap_or_else(|e| panic!("a history entry always encodes: {e}"));
-    store.put(&key, page);
+    if entry.seq.is_multiple_of(keys::HISTORY_PAGE_ENTRIES) {
+        store.put(&keys::history_page(account, keys::history_page_of(entry.seq)), page);
+        store.delete(&open);
+    } else {
+        store.put(&open, page);
+    }
 }
 
 /// The entries of a history page, oldest first.

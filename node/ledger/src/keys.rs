@@ -5,7 +5,8 @@
 //! | key                                   | value            | kept      |
 //! |---------------------------------------|------------------|-----------|
 //! | `acct/{account}`                      | Account          | for ever  |
-//! | `hpg/{account}/{page:be64}`           | HistoryEntry ×≤16 | for ever  |
+//! | `hop/{account}`                       | HistoryEntry ×<16 | until its page is full |
+//! | `hpg/{account}/{page:be64}`           | HistoryEntry ×16  | for ever  |
 //! | `rate/{version:be64}`                 | RateCard         | for ever  |
 //! | `ratecur`                             | RateCard in force | replaced by each new card |
 //! | `pref/{payment_ref}`                  | PaymentRecord    | for ever  |
@@ -38,6 +39,16 @@ pub fn account(id: &str) -> Vec<u8> {
 /// exists, so one key per entry made history the largest part of both.
 pub const HISTORY_PAGE_ENTRIES: u64 = 16;
 
+/// The account's open history page: the entries of its last page while it has fewer than
+/// `HISTORY_PAGE_ENTRIES`, moved to `history_page` once full. Open pages are rewritten on
+/// every change of their account, so they live under a short dense prefix of their own, one
+/// key per account: kept apart from the ever-growing `hpg/` range, they stay in a few hot
+/// pages of sled's cache instead of each append paging in a cold leaf of a large tree.
+pub fn history_open(account: &str) -> Vec<u8> {
+    key(b"hop/", account)
+}
+
+/// The prefix of the account's full history pages.
 pub fn history_prefix(account: &str) -> Vec<u8> {
     [b"hpg/", account.as_bytes(), b"/"].concat()
 }
@@ -148,5 +159,7 @@ mod tests {
     fn one_accounts_history_prefix_never_matches_another() {
         assert!(!history_page("alice.x", 0).starts_with(&history_prefix("alice")));
         assert!(history_page("alice", 0).starts_with(&history_prefix("alice")));
+        assert!(!history_open("alice").starts_with(&history_prefix("alice")));
+        assert_ne!(history_open("alice"), history_open("alice.x"));
     }
 }

@@ -29,11 +29,16 @@ pub fn history(store: &dyn Store, account: &str, limit: u32, cursor: Option<u64>
         Some(seq) => Some(keys::history_page(account, keys::history_page_of(seq - 1) + 1)),
         None => None,
     };
+    // The open page holds the newest entries (if the last page is not full), then come the
+    // full pages.
+    let open = store.get(&keys::history_open(account)).unwrap_or_default();
+    let open = book::history_page(&keys::history_open(account), &open);
     let pages = limit.div_ceil(keys::HISTORY_PAGE_ENTRIES as usize) + 1;
-    let entries: Vec<HistoryEntry> = store
-        .scan_rev(&keys::history_prefix(account), before.as_deref(), pages)
+    let full = store.scan_rev(&keys::history_prefix(account), before.as_deref(), pages);
+    let entries: Vec<HistoryEntry> = open
         .into_iter()
-        .flat_map(|(key, bytes)| book::history_page(&key, &bytes).into_iter().rev())
+        .rev()
+        .chain(full.into_iter().flat_map(|(key, bytes)| book::history_page(&key, &bytes).into_iter().rev()))
         .filter(|entry| cursor.is_none_or(|seq| entry.seq < seq))
         .take(limit)
         .collect();
@@ -112,8 +117,30 @@ mod tests {
         assert_eq!(history(store, "fan", 0, None).0.len(), 1, "limit is clamped to at least 1");
     }
 
-    /// Entries are stored 16 to a key: every page size and cursor must read across those
-    /// pages exactly as if each entry had a key of its own.
+    /// Entries are stored 16 to a key, the last ones in the open page: every page size and
+    /// cursor must read across those pages exactly as if each entry had a key of its own.
+    /// The entry that fills a page moves the open page to its numbered key: no open page is
+    /// left behind, and the next entry opens a new one.
+    #[test]
+    fn a_full_open_page_moves_to_its_numbered_key() {
+        let mut world = World::new(1);
+        let full = crate::keys::HISTORY_PAGE_ENTRIES;
+        for i in 0..full {
+            world.purchase(&format!("b{i}"), "fan", "0.01", "USD", &format!("pay-{i}")).unwrap();
+        }
+        let store = &world.shards[0];
+        assert_eq!(store.get(&crate::keys::history_open("fan")), None);
+        let pages = store.scan(&crate::keys::history_prefix("fan"), usize::MAX);
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0].0, crate::keys::history_page("fan", 0));
+        assert_eq!(book::history_page(&pages[0].0, &pages[0].1).len(), full as usize);
+        world.purchase("b-next", "fan", "0.01", "USD", "pay-next").unwrap();
+        let store = &world.shards[0];
+        let open = store.get(&crate::keys::history_open("fan")).expect("a new open page");
+        assert_eq!(book::history_page(b"hop/fan", &open)[0].seq, full + 1);
+        assert_eq!(history(store, "fan", 500, None).0.len(), full as usize + 1);
+    }
+
     #[test]
     fn history_reads_across_storage_pages() {
         let mut world = World::new(1);
@@ -122,7 +149,9 @@ mod tests {
             world.purchase(&format!("b{i}"), "fan", "0.01", "USD", &format!("pay-{i}")).unwrap();
         }
         let store = &world.shards[0];
-        assert_eq!(store.scan(&crate::keys::history_prefix("fan"), usize::MAX).len(), 4, "53 entries in 4 pages");
+        assert_eq!(store.scan(&crate::keys::history_prefix("fan"), usize::MAX).len(), 3, "48 entries in 3 full pages");
+        let open = store.get(&crate::keys::history_open("fan")).expect("5 entries in the open page");
+        assert_eq!(book::history_page(b"hop/fan", &open).iter().map(|e| e.seq).collect::<Vec<_>>(), (49..=53).collect::<Vec<_>>());
         for limit in [1, 5, 15, 16, 17, 40, 500] {
             let mut seen = Vec::new();
             let mut cursor = None;
