@@ -66,9 +66,12 @@ impl Task {
         }
     }
 
+    /// The task's next request id. The sequence is zero-padded so that a task's ids grow in
+    /// byte order too: the node's request index then takes them at its end, as it does the
+    /// time-ordered ids of the client library (see `request_id.rs`).
     fn request_id(&mut self) -> String {
         self.seq += 1;
-        format!("{}{}", self.id_prefix, self.seq)
+        format!("{}{:012}", self.id_prefix, self.seq)
     }
 
     /// The command for `op`, or None for a read.
