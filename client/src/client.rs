@@ -124,7 +124,7 @@ impl Client {
         self.nodes().iter().map(|n| n.uri.clone()).collect()
     }
 
-    /// A fresh random request id (24 chars of [A-Za-z0-9]). Choose it yourself when you need
+    /// A fresh request id (24 chars of [0-9A-Za-z]: the time in ms, then 16 random ones). Choose it yourself when you need
     /// to know it, e.g. to log it or retry the call later after a TIMEOUT.
     pub fn new_request_id() -> String {
         crate::request_id::new_request_id()
