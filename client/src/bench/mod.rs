@@ -83,6 +83,10 @@ pub struct BenchArgs {
     /// How long the workload runs (e.g. 20s, 2m).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// Stop once this many gifts succeeded, if that comes before --duration (a long run to
+    /// a fixed volume, such as the 10-million-gift memory run).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub gifts: Option<u64>,
     /// Write every figure of the run to this file as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -163,12 +167,13 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
     };
     let plan = Arc::new(plan(&client, names.clone(), args.batch as usize).await?);
     eprintln!(
-        "bench {:?}: {} senders, {} creators, zipf {}, {} clients, batch {}{}, {}, {:?}, seed {seed}, \
+        "bench {:?}: {} senders, {} creators, zipf {}, {} clients, batch {}{}, {}, {:?}{}, seed {seed}, \
          accounts {}*, gift {}",
         args.workload, args.accounts, args.creators, args.zipf, args.clients, args.batch,
         if args.auto_batch { " (auto-batched)" } else { "" },
         if args.no_routing { "unrouted" } else { "shard-aware routing" },
-        args.duration, names.prefix, plan.gift_id
+        args.duration, args.gifts.map(|n| format!(" or {n} gifts")).unwrap_or_default(),
+        names.prefix, plan.gift_id
     );
     let amount = seed_amount(&client).await?;
     seed::seed(&client, &names, shape.accounts, &amount).await?;
@@ -183,7 +188,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
             Generator::new(shape, seed, t),
             format!("{}{t}-", names.prefix),
         );
-        tasks.spawn(task.run(workload_client.clone(), stats.clone(), end));
+        tasks.spawn(task.run(workload_client.clone(), stats.clone(), end, args.gifts));
     }
     let progress = tokio::spawn(progress_lines(stats.clone(), started, end));
     while let Some(done) = tasks.join_next().await {
@@ -212,7 +217,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
         let settings = json!({
             "endpoints": args.endpoints, "workload": args.workload, "accounts": args.accounts,
             "creators": args.creators, "zipf": args.zipf, "clients": args.clients,
-            "batch": args.batch, "auto_batch": args.auto_batch, "routing": !args.no_routing, "duration_s": args.duration.as_secs_f64(), "seed": seed,
+            "batch": args.batch, "auto_batch": args.auto_batch, "gifts_max": args.gifts, "routing": !args.no_routing, "duration_s": args.duration.as_secs_f64(), "seed": seed,
             "account_prefix": names.prefix, "gift_id": plan.gift_id,
         });
         let value = report::to_json(settings, &stats, elapsed_s, &verdict);
@@ -307,6 +312,8 @@ mod tests {
         assert_eq!(parsed.duration, Duration::from_secs(20));
         assert_eq!(parsed.workload, Workload::GiftStorm);
         assert!(!parsed.auto_batch, "automatic batching is opt-in");
+        assert_eq!(parsed.gifts, None, "a run is bounded by its duration alone by default");
+        assert_eq!(BenchArgs::try_parse_from(argv("coinctl --gifts 10000000")).unwrap().gifts, Some(10_000_000));
         assert!(BenchArgs::try_parse_from(argv("coinctl --auto-batch")).unwrap().auto_batch);
         assert_eq!(bench_argv(&argv("coinctl balance bench")), None);
         assert_eq!(bench_argv(&argv("coinctl --json status")), None);
@@ -314,7 +321,7 @@ mod tests {
 
     #[test]
     fn rejects_out_of_range_options() {
-        for bad in ["--batch 0", "--batch 8193", "--clients 0", "--workload nope"] {
+        for bad in ["--batch 0", "--batch 8193", "--clients 0", "--workload nope", "--gifts 0", "--gifts -5"] {
             let args = argv(&format!("coinctl {bad}"));
             assert!(BenchArgs::try_parse_from(args).is_err(), "{bad}");
         }

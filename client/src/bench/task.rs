@@ -55,9 +55,11 @@ impl Task {
         }
     }
 
-    /// Runs until `end`, recording into `stats` (locked once per call or batch).
-    pub async fn run(mut self, client: Client, stats: Arc<Mutex<Stats>>, end: Instant) {
-        while Instant::now() < end {
+    /// Runs until `end`, or until the run's tasks together have `gifts_max` successful gifts,
+    /// recording into `stats` (locked once per call or batch, and once more with a limit).
+    pub async fn run(mut self, client: Client, stats: Arc<Mutex<Stats>>, end: Instant, gifts_max: Option<u64>) {
+        let reached = |stats: &Mutex<Stats>| gifts_max.is_some_and(|max| lock(stats).gifts_ok >= max);
+        while Instant::now() < end && !reached(&stats) {
             if self.plan.batch == 1 {
                 self.step_single(&client, &stats).await;
             } else {
