@@ -1,3 +1,5 @@
+use std::collections::VecDeque;
+
 use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
@@ -5,12 +7,23 @@ use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 use crate::keys;
 use crate::storage::{SharedEngine, StorageError, WriteBatch};
 
+/// Bytes of the newest entries a shard keeps in memory ([`ShardStorage`]'s entry cache). It
+/// holds the entries raft reads back soon after writing them, so a few seconds of a shard's
+/// log under load are enough, and a node hosting 64 replicas keeps at most 64 MiB.
+pub const ENTRY_CACHE_BYTES: usize = 1 << 20;
+
 /// One shard replica's raft log, hard state and conf state, kept in the node's engine.
 ///
 /// Writes go into a caller's [`WriteBatch`] (so one engine write carries a whole Ready) and
 /// update the in-memory indexes at once; the caller must write the batch to the engine before
 /// raft reads the entries back (before `advance_append_async`). Terms are cached as runs
 /// (`term_runs`): raft asks for terms on every append and commit, and terms change rarely.
+///
+/// The newest entries are also kept in memory (`cache`, up to [`ENTRY_CACHE_BYTES`]): raft
+/// reads every entry back from storage once it is persisted, to apply it when it commits and
+/// to send it to a follower that was not sent it straight from raft's unstable log. From the
+/// engine that read was a sled scan and a protobuf decode per entry; from the cache it is a
+/// clone that shares the entry's data.
 pub struct ShardStorage {
     engine: SharedEngine,
     shard: u32,
@@ -25,6 +38,11 @@ pub struct ShardStorage {
     /// Raft asked for a snapshot newer than the state in the engine (the replica flushes its
     /// state cache, then raft's next attempt succeeds).
     snapshot_wanted: std::sync::atomic::AtomicBool,
+    /// The newest entries, contiguous and ending at `last_index` (or empty): what raft reads
+    /// back soon after writing it. Older entries are read from the engine.
+    cache: VecDeque<Entry>,
+    /// Encoded bytes of the cached entries, kept at most [`ENTRY_CACHE_BYTES`] (but for one).
+    cache_bytes: usize,
 }
 
 fn corrupt(key: &[u8], reason: impl ToString) -> StorageError {
@@ -80,6 +98,8 @@ impl ShardStorage {
             truncated_term,
             term_runs: Vec::new(),
             snapshot_wanted: Default::default(),
+            cache: VecDeque::new(),
+            cache_bytes: 0,
         };
         storage.load_term_runs()?;
         Ok(storage)
@@ -151,14 +171,47 @@ impl ShardStorage {
                 }
             }
         }
+        self.uncache_from(first.index);
         for entry in entries {
-            batch.put(
-                keys::raft_entry(self.shard, entry.index),
-                entry.write_to_bytes().expect("encode raft entry"),
-            );
+            let bytes = entry.write_to_bytes().expect("encode raft entry");
+            self.cache_push(entry, bytes.len());
+            batch.put(keys::raft_entry(self.shard, entry.index), bytes);
             self.push_term(entry.index, entry.term);
         }
         self.last_index = entries.last().map(|e| e.index).unwrap();
+    }
+
+    /// Drops cached entries from `index` on (a new leader replaces them).
+    fn uncache_from(&mut self, index: u64) {
+        while self.cache.back().is_some_and(|e| e.index >= index) {
+            let gone = self.cache.pop_back().expect("checked above");
+            self.cache_bytes -= gone.compute_size() as usize;
+        }
+    }
+
+    /// Caches `entry` as the newest, then evicts the oldest entries beyond the byte bound.
+    fn cache_push(&mut self, entry: &Entry, encoded_bytes: usize) {
+        if self.cache.back().is_some_and(|e| e.index + 1 != entry.index) {
+            // Not contiguous (cannot happen after `uncache_from`; stay correct regardless).
+            self.cache.clear();
+            self.cache_bytes = 0;
+        }
+        self.cache.push_back(entry.clone());
+        self.cache_bytes += encoded_bytes;
+        while self.cache_bytes > ENTRY_CACHE_BYTES && self.cache.len() > 1 {
+            self.uncache_oldest();
+        }
+    }
+
+    fn uncache_oldest(&mut self) {
+        if let Some(gone) = self.cache.pop_front() {
+            self.cache_bytes -= gone.compute_size() as usize;
+        }
+    }
+
+    /// Index of the oldest cached entry (`last_index + 1` when none is cached).
+    fn cache_first_index(&self) -> u64 {
+        self.cache.front().map_or(self.last_index + 1, |e| e.index)
     }
 
     pub fn set_hard_state(&mut self, hs: &HardState, batch: &mut WriteBatch) {
@@ -198,6 +251,9 @@ impl ShardStorage {
         let term = raft::Storage::term(self, to_index).expect("term of a live entry");
         batch.delete_range(keys::raft_entry(self.shard, self.first_index), keys::raft_entry(self.shard, to_index + 1));
         self.set_truncated(to_index, term, batch);
+        while self.cache.front().is_some_and(|e| e.index <= to_index) {
+            self.uncache_oldest();
+        }
         let keep_from = self.term_runs.partition_point(|&(start, _)| start <= self.first_index).saturating_sub(1);
         self.term_runs.drain(..keep_from);
         if let Some(first) = self.term_runs.first_mut() {
@@ -211,6 +267,8 @@ impl ShardStorage {
         self.set_truncated(meta.index, meta.term, batch);
         self.last_index = meta.index;
         self.term_runs.clear();
+        self.cache.clear();
+        self.cache_bytes = 0;
         self.set_conf_state(meta.get_conf_state(), batch);
         let mut hs = self.hard_state.clone();
         hs.commit = hs.commit.max(meta.index);
@@ -225,6 +283,22 @@ impl ShardStorage {
 
     pub fn first_log_index(&self) -> u64 {
         self.first_index
+    }
+
+    /// `entries(low, high)` from the cache, which holds all of them: the same answer as from
+    /// the engine, within `max_bytes` of encoded entries (but at least one).
+    fn cached_entries(&self, low: u64, high: u64, max_bytes: u64) -> Vec<Entry> {
+        let skip = (low - self.cache_first_index()) as usize;
+        let mut out = Vec::with_capacity((high.saturating_sub(low) as usize).min(self.cache.len()));
+        let mut total_bytes = 0u64;
+        for entry in self.cache.iter().skip(skip).take_while(|e| e.index < high) {
+            total_bytes += u64::from(entry.compute_size());
+            if !out.is_empty() && total_bytes > max_bytes {
+                break;
+            }
+            out.push(entry.clone());
+        }
+        out
     }
 
     fn read_entry(&self, index: u64) -> Result<Entry, StorageError> {
@@ -254,6 +328,10 @@ impl raft::Storage for ShardStorage {
         }
         assert!(high <= self.last_index + 1, "entries({low}, {high}) beyond last {}", self.last_index);
         let max_bytes = max_size.into().unwrap_or(u64::MAX);
+        let cache_first = self.cache_first_index();
+        if low >= cache_first {
+            return Ok(self.cached_entries(low, high, max_bytes));
+        }
         let pairs = self
             .engine
             .scan(&keys::raft_entry(self.shard, low), &keys::raft_entry(self.shard, high), usize::MAX, false)
@@ -377,6 +455,60 @@ mod tests {
         assert_eq!(s2.term(1).unwrap(), 1);
         assert_eq!(s2.initial_state().unwrap().hard_state, hs);
         assert_eq!(s2.initial_state().unwrap().conf_state.voters, vec![1, 2, 3], "bootstrap happens once");
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<(u64, u64)> {
+        entries.iter().map(|e| (e.index, e.term)).collect()
+    }
+
+    /// What the engine alone answers: a storage reopened from it has an empty cache.
+    fn from_engine(engine: &Arc<MemEngine>, low: u64, high: u64, max_bytes: Option<u64>) -> Vec<Entry> {
+        let fresh = ShardStorage::open(engine.clone(), 3, &[1]).unwrap();
+        assert!(fresh.cache.is_empty());
+        fresh.entries(low, high, max_bytes, GetEntriesContext::empty(false)).unwrap()
+    }
+
+    #[test]
+    fn the_entry_cache_answers_as_the_engine_does_through_conflicts_and_compaction() {
+        let engine = Arc::new(MemEngine::new());
+        let mut s = ShardStorage::open(engine.clone(), 3, &[1]).unwrap();
+        write(&engine, &mut s, &(1..=6).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        write(&engine, &mut s, &[entry(4, 2), entry(5, 2)]);
+        assert_eq!(indexes(&s.cache.iter().cloned().collect::<Vec<_>>()), vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)]);
+        for (low, high, max) in [(1, 6, None), (2, 5, None), (4, 6, None), (1, 6, Some(1)), (1, 6, Some(30)), (6, 6, None)] {
+            let cached = s.entries(low, high, max, GetEntriesContext::empty(false)).unwrap();
+            assert_eq!(cached, from_engine(&engine, low, high, max), "entries({low}, {high}, {max:?})");
+        }
+        let mut b = WriteBatch::default();
+        s.compact(3, &mut b);
+        engine.write(b).unwrap();
+        assert_eq!(s.cache.front().map(|e| e.index), Some(4), "compacted entries leave the cache");
+        assert_eq!(s.cache_bytes, s.cache.iter().map(|e| e.compute_size() as usize).sum::<usize>());
+        assert!(matches!(s.entries(3, 5, None, GetEntriesContext::empty(false)), Err(raft::Error::Store(RaftStorageError::Compacted))));
+        assert_eq!(indexes(&s.entries(4, 6, None, GetEntriesContext::empty(false)).unwrap()), vec![(4, 2), (5, 2)]);
+    }
+
+    #[test]
+    fn entries_beyond_the_cache_bound_are_read_from_the_engine() {
+        let engine = Arc::new(MemEngine::new());
+        let mut s = ShardStorage::open(engine.clone(), 3, &[1]).unwrap();
+        let big = |index: u64| {
+            let mut e = entry(index, 1);
+            e.data = vec![index as u8; ENTRY_CACHE_BYTES / 3].into();
+            e
+        };
+        write(&engine, &mut s, &(1..=5).map(big).collect::<Vec<_>>());
+        assert!(s.cache_bytes <= ENTRY_CACHE_BYTES && s.cache.len() == 2, "the newest entries that fit: {}", s.cache.len());
+        assert_eq!(s.cache_first_index(), 4);
+        let all = s.entries(1, 6, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(all, from_engine(&engine, 1, 6, None));
+        assert_eq!(all.len(), 5);
+        // One entry larger than the whole bound is still cached (raft reads it back next).
+        let mut huge = entry(6, 1);
+        huge.data = vec![6; ENTRY_CACHE_BYTES + 1].into();
+        write(&engine, &mut s, &[huge]);
+        assert_eq!((s.cache.len(), s.cache_first_index()), (1, 6));
+        assert_eq!(s.entries(6, 7, None, GetEntriesContext::empty(false)).unwrap(), from_engine(&engine, 6, 7, None));
     }
 
     #[test]
