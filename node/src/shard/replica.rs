@@ -116,6 +116,10 @@ pub struct Replica {
     log_bytes: LogBytes,
     /// Commands waiting to be proposed as one entry.
     batch: Vec<(Command, ProposeReply)>,
+    /// CompleteEffects waiting to ride along with the next entry (see [`COMPLETION_WAIT_TICKS`]),
+    /// and the tick the oldest of them arrived in.
+    completions: Vec<(Command, ProposeReply)>,
+    completions_since_tick: u64,
     /// Proposed entries awaiting apply, ascending by index.
     proposals: VecDeque<Proposal>,
     /// Readies written but not yet fsynced: (number, persisted messages to release).
@@ -165,6 +169,17 @@ const STATE_FLUSH_TICKS_MAX: u64 = 50;
 pub fn state_flush_ticks(replicas: usize) -> u64 {
     (replicas as u64).div_ceil(NODE_STATE_FLUSHES_PER_TICK).clamp(STATE_FLUSH_TICKS_MIN, STATE_FLUSH_TICKS_MAX)
 }
+
+/// Ticks a CompleteEffect may wait for other commands to share its raft entry with.
+///
+/// Completing an effect at home only records the outcome the client was already given and
+/// clears the outbox record, so nobody waits for it. Proposed at once, it costs a raft round of
+/// its own: an unbatched cross-shard gift was three rounds (debit, credit, completion). Held
+/// back, it joins the next entry the shard proposes anyway, or goes alone once a tick boundary
+/// has passed (within one tick, 100 ms by default, when the shard is otherwise idle).
+const COMPLETION_WAIT_TICKS: u64 = 1;
+/// Held-back completions that are proposed at once rather than wait any longer.
+const COMPLETIONS_WAITING_MAX: usize = 4_096;
 
 /// Ticks between checks whether leadership should go back to the shard's preferred replica.
 const REBALANCE_CHECK_TICKS: u64 = 10;
@@ -224,6 +239,8 @@ impl Replica {
             next_flush_tick,
             log_bytes: LogBytes::default(),
             batch: Vec::new(),
+            completions: Vec::new(),
+            completions_since_tick: 0,
             proposals: VecDeque::new(),
             unsynced: VecDeque::new(),
             read_seq: 0,
@@ -274,8 +291,23 @@ impl Replica {
             let _ = reply.send(Err(NodeError::Internal(reason.clone())));
         } else if self.raw.raft.state != StateRole::Leader {
             let _ = reply.send(Err(self.not_leader()));
+        } else if matches!(cmd, Command::CompleteEffect(_)) {
+            if self.completions.is_empty() {
+                self.completions_since_tick = self.ticks;
+            }
+            self.completions.push((cmd, reply));
         } else {
             self.batch.push((cmd, reply));
+        }
+    }
+
+    /// Moves the held-back completions into the batch if it goes out anyway, or if they have
+    /// waited long enough (or are many).
+    fn release_completions(&mut self) {
+        let due = self.ticks >= self.completions_since_tick + COMPLETION_WAIT_TICKS
+            || self.completions.len() >= COMPLETIONS_WAITING_MAX;
+        if !self.completions.is_empty() && (!self.batch.is_empty() || due) {
+            self.batch.append(&mut self.completions);
         }
     }
 
@@ -449,7 +481,7 @@ impl Replica {
     }
 
     fn fail_waiters(&mut self, err: impl Fn() -> NodeError) {
-        for (_, reply) in self.batch.drain(..) {
+        for (_, reply) in self.batch.drain(..).chain(self.completions.drain(..)) {
             let _ = reply.send(Err(err()));
         }
         for p in self.proposals.drain(..) {
@@ -474,8 +506,11 @@ impl Replica {
     pub fn process(&mut self, out: &mut Output) {
         // While our own Ready awaits its fsync, commands keep batching: the next entry then
         // carries everything that arrived during the fsync (the group grows with the load).
-        if self.unsynced.is_empty() && !self.batch.is_empty() {
-            self.propose_batch();
+        if self.unsynced.is_empty() {
+            self.release_completions();
+            if !self.batch.is_empty() {
+                self.propose_batch();
+            }
         }
         self.start_read_round();
         self.handle_ready(out);
@@ -856,7 +891,9 @@ impl Replica {
             }
             .to_string(),
             voters: self.raw.raft.prs().conf().voters().ids().iter().collect(),
-            pending_proposals: self.batch.len() + self.proposals.iter().map(|p| p.replies.len()).sum::<usize>(),
+            pending_proposals: self.batch.len()
+                + self.completions.len()
+                + self.proposals.iter().map(|p| p.replies.len()).sum::<usize>(),
             snapshots_installed: self.snapshots_installed,
         }
     }
@@ -864,7 +901,95 @@ impl Replica {
 
 #[cfg(test)]
 mod tests {
-    use super::state_flush_ticks;
+    use std::sync::atomic::AtomicU64;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::error::NodeResult;
+    use crate::ledger::{sim, CompleteEffect, EffectResult, Outcome};
+    use crate::storage::{Engine, MemEngine};
+
+    /// A one-node replica on an in-memory engine, elected and idle.
+    fn lone_leader() -> (Replica, Arc<MemEngine>) {
+        let engine = Arc::new(MemEngine::new());
+        let cfg = ReplicaConfig {
+            shard: 0,
+            node_id: 1,
+            layout: Layout::new(1),
+            voters: vec![1],
+            addresses: Arc::new([(1, "n1".to_string())].into_iter().collect()),
+            timing: RaftTiming { tick_ms: 100, election_ticks: 10, heartbeat_ticks: 2, fixed_election_timeout: true },
+            compact_log_entries: 10_000,
+            compact_log_bytes: 32 << 20,
+            state_flush_ticks: state_flush_ticks(1),
+            clock: Clock::Manual(Arc::new(AtomicU64::new(1_700_000_000_000))),
+        };
+        let mut replica = Replica::open(cfg, engine.clone()).unwrap();
+        replica.campaign_if_preferred();
+        settle(&mut replica, &engine);
+        assert_eq!(replica.status().role, "leader");
+        (replica, engine)
+    }
+
+    /// Processes, syncing whenever asked, until the replica has nothing left to do.
+    fn settle(replica: &mut Replica, engine: &MemEngine) {
+        for _ in 0..100 {
+            let mut out = Output::default();
+            replica.process(&mut out);
+            let Some(number) = out.sync else { return };
+            engine.sync().unwrap();
+            replica.on_persisted(number, &mut Output::default());
+        }
+        panic!("the replica never settled");
+    }
+
+    fn completion(effect: &str) -> Command {
+        let result = EffectResult::Credited { coins_balance: 1 };
+        Command::CompleteEffect(CompleteEffect { effect_id: effect.into(), home_shard: 0, result })
+    }
+
+    fn propose(replica: &mut Replica, cmd: Command) -> oneshot::Receiver<NodeResult<Applied>> {
+        let (reply, rx) = oneshot::channel();
+        replica.propose(cmd, reply);
+        rx
+    }
+
+    #[test]
+    fn a_completion_rides_with_the_next_entry_or_goes_alone_after_a_tick() {
+        let (mut replica, engine) = lone_leader();
+        let last = |r: &Replica| r.raw.raft.raft_log.last_index();
+        let before = last(&replica);
+        let mut done = propose(&mut replica, completion("tx-0-1-0"));
+        settle(&mut replica, &engine);
+        assert_eq!(last(&replica), before, "a lone completion waits");
+        assert!(done.try_recv().is_err());
+        assert_eq!(replica.status().pending_proposals, 1, "and it is counted as pending");
+
+        let mut bought = propose(&mut replica, sim::purchase_cmd("r1", "fan", "9.99", "USD", "pay-1"));
+        settle(&mut replica, &engine);
+        assert_eq!(last(&replica), before + 1, "the purchase and the completion share one entry");
+        assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
+        assert!(matches!(done.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::EffectCompleted))))));
+
+        let mut alone = propose(&mut replica, completion("tx-0-2-0"));
+        settle(&mut replica, &engine);
+        assert_eq!(last(&replica), before + 1);
+        replica.tick();
+        settle(&mut replica, &engine);
+        assert_eq!(last(&replica), before + 2, "after a tick it is proposed by itself");
+        assert!(matches!(alone.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::EffectCompleted))))));
+    }
+
+    #[test]
+    fn held_back_completions_are_answered_when_leadership_is_lost() {
+        let (mut replica, engine) = lone_leader();
+        let mut done = propose(&mut replica, completion("tx-0-1-0"));
+        settle(&mut replica, &engine);
+        replica.on_persist_failed("disk gone".into());
+        assert!(matches!(done.try_recv(), Ok(Err(NodeError::Internal(_)))), "never left hanging");
+        assert_eq!(replica.status().pending_proposals, 0);
+    }
 
     #[test]
     fn a_nodes_flush_rate_is_bounded_not_each_replicas() {
