@@ -40,8 +40,9 @@ struct NodeMeta {
 /// The layout of shard state this build reads and writes. Format 1 stored one history entry
 /// per key; format 2 stores pages of them (`hpg/`); format 3 keeps effect results in inbox
 /// pages per home shard behind a fence (`ibx/`, `ibf/`) instead of a key per effect; format 4
-/// keeps each account's last, partly filled history page under `hop/` until it is full.
-const STORAGE_FORMAT: u32 = 4;
+/// kept each account's last, partly filled history page under `hop/` until it was full;
+/// format 5 keeps that page in the account's own record (`acct/`).
+const STORAGE_FORMAT: u32 = 5;
 
 fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
     let want = NodeMeta { node_id: cfg.id, shard_count: cfg.shards };

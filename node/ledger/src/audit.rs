@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::book;
 use crate::keys;
-use crate::model::{Account, Effect, Payout, PayoutState, ShardTotals};
+use crate::model::{Effect, Payout, PayoutState, ShardTotals};
 use crate::read;
 use crate::store::Store;
 
@@ -37,7 +37,7 @@ pub fn shard_audit(store: &dyn Store, shard: u32) -> ShardAudit {
     let (mut accounts, mut coins, mut diamonds, mut diamonds_held, mut pending_payout_diamonds) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut held_by_account: BTreeMap<String, u64> = BTreeMap::new();
     for (key, bytes) in store.scan(keys::ACCOUNT_PREFIX, usize::MAX) {
-        let account: Account = book::decode(&key, &bytes);
+        let (account, _) = book::split_account_record(&key, &bytes);
         accounts += 1;
         add(&mut coins, account.coins, "coins", &mut violations);
         add(&mut diamonds, account.diamonds, "diamonds", &mut violations);

@@ -29,7 +29,29 @@ pub(crate) fn put<T: Serialize>(store: &mut dyn Store, key: &[u8], value: &T) {
 }
 
 pub(crate) fn account(store: &dyn Store, id: &str) -> Option<Account> {
-    get(store, &keys::account(id))
+    let key = keys::account(id);
+    store.get(&key).map(|bytes| split_account_record(&key, &bytes).0)
+}
+
+/// An account record: the account's postcard encoding, then its open history page (the
+/// entries of its last page while it has fewer than `HISTORY_PAGE_ENTRIES`, each a postcard
+/// encoding, one after the other; nothing when the last page is full). Every change of an
+/// account also appends to its statement, so the two share one key: a gift writes and reads
+/// one key per party instead of two.
+///
+/// # Panics
+/// If the record does not decode: the store is corrupt.
+pub(crate) fn split_account_record<'a>(key: &[u8], bytes: &'a [u8]) -> (Account, &'a [u8]) {
+    postcard::take_from_bytes(bytes).unwrap_or_else(|e| panic!("corrupt account record at key {:?}: {e}", String::from_utf8_lossy(key)))
+}
+
+/// The account's open history page, as [`split_account_record`] finds it (empty for a new account).
+pub(crate) fn open_history_page(store: &dyn Store, id: &str) -> Vec<u8> {
+    let key = keys::account(id);
+    let Some(mut bytes) = store.get(&key) else { return Vec::new() };
+    let account_len = bytes.len() - split_account_record(&key, &bytes).1.len();
+    bytes.drain(..account_len);
+    bytes
 }
 
 /// The account, or ACCOUNT_NOT_FOUND.
@@ -54,28 +76,30 @@ pub(crate) fn save_account(store: &mut dyn Store, before: &Account, after: &mut 
     entry.coins_after = after.coins;
     entry.diamonds_after = after.diamonds;
     entry.diamonds_held_after = after.diamonds_held;
-    append_history(store, &after.id, &entry);
-    put(store, &keys::account(&after.id), after);
+    let open_page = append_history(store, &after.id, &entry);
+    let mut record = Vec::with_capacity(64 + after.id.len() + open_page.len());
+    record = postcard::to_extend(&*after, record).unwrap_or_else(|e| panic!("an account always encodes: {e}"));
+    record.extend_from_slice(&open_page);
+    store.put(&keys::account(&after.id), record);
 }
 
-/// Appends `entry` to the account's open history page (`keys::history_open`); the entry that
-/// fills the page moves it to its numbered key (`keys::history_page`) for good. A page is its
-/// entries' postcard encodings, one after the other, so appending never decodes what the page
-/// already holds.
+/// Appends `entry` to the account's open history page and returns the page to store with
+/// the account; the entry that fills the page moves it to its numbered key
+/// (`keys::history_page`) for good, and the account's next open page starts empty. Appending
+/// never decodes what the page already holds.
 ///
 /// # Panics
 /// If the entry starts a page but the open page is not empty: seqs would not be dense.
-fn append_history(store: &mut dyn Store, account: &str, entry: &HistoryEntry) {
-    let open = keys::history_open(account);
-    let page = store.get(&open).unwrap_or_default();
+fn append_history(store: &mut dyn Store, account: &str, entry: &HistoryEntry) -> Vec<u8> {
+    let page = open_history_page(store, account);
     let starts_page = (entry.seq - 1).is_multiple_of(keys::HISTORY_PAGE_ENTRIES);
     assert!(!starts_page || page.is_empty(), "account {account}: history entry {} starts a page, but the open page is not empty", entry.seq);
     let page = postcard::to_extend(entry, page).unwrap_or_else(|e| panic!("a history entry always encodes: {e}"));
     if entry.seq.is_multiple_of(keys::HISTORY_PAGE_ENTRIES) {
         store.put(&keys::history_page(account, keys::history_page_of(entry.seq)), page);
-        store.delete(&open);
+        Vec::new()
     } else {
-        store.put(&open, page);
+        page
     }
 }
 

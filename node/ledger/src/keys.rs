@@ -4,8 +4,7 @@
 //!
 //! | key                                   | value            | kept      |
 //! |---------------------------------------|------------------|-----------|
-//! | `acct/{account}`                      | Account          | for ever  |
-//! | `hop/{account}`                       | HistoryEntry ×<16 | until its page is full |
+//! | `acct/{account}`                      | Account, then HistoryEntry ×<16 (its open page) | for ever |
 //! | `hpg/{account}/{page:be64}`           | HistoryEntry ×16  | for ever  |
 //! | `rate/{version:be64}`                 | RateCard         | for ever  |
 //! | `ratecur`                             | RateCard in force | replaced by each new card |
@@ -38,15 +37,6 @@ pub fn account(id: &str) -> Vec<u8> {
 /// to a key. Every stored key costs sled CPU to insert and resident memory for as long as it
 /// exists, so one key per entry made history the largest part of both.
 pub const HISTORY_PAGE_ENTRIES: u64 = 16;
-
-/// The account's open history page: the entries of its last page while it has fewer than
-/// `HISTORY_PAGE_ENTRIES`, moved to `history_page` once full. Open pages are rewritten on
-/// every change of their account, so they live under a short dense prefix of their own, one
-/// key per account: kept apart from the ever-growing `hpg/` range, they stay in a few hot
-/// pages of sled's cache instead of each append paging in a cold leaf of a large tree.
-pub fn history_open(account: &str) -> Vec<u8> {
-    key(b"hop/", account)
-}
 
 /// The prefix of the account's full history pages.
 pub fn history_prefix(account: &str) -> Vec<u8> {
@@ -159,7 +149,6 @@ mod tests {
     fn one_accounts_history_prefix_never_matches_another() {
         assert!(!history_page("alice.x", 0).starts_with(&history_prefix("alice")));
         assert!(history_page("alice", 0).starts_with(&history_prefix("alice")));
-        assert!(!history_open("alice").starts_with(&history_prefix("alice")));
-        assert_ne!(history_open("alice"), history_open("alice.x"));
+        assert!(!account("alice").starts_with(&history_prefix("alice")));
     }
 }

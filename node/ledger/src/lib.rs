@@ -49,7 +49,7 @@
 //!
 //! ## Keys
 //!
-//! See [`keys`]: `acct/`, `hop/`, `hpg/`, `rate/`, `pref/`, `pout/`, `req/`, `obx/`, `ibf/`, `ibx/`, `totals`.
+//! See [`keys`]: `acct/` (with the open history page), `hpg/`, `rate/`, `pref/`, `pout/`, `req/`, `obx/`, `ibf/`, `ibx/`, `totals`.
 //!
 //! ## A short tutorial
 //!

@@ -31,8 +31,7 @@ pub fn history(store: &dyn Store, account: &str, limit: u32, cursor: Option<u64>
     };
     // The open page holds the newest entries (if the last page is not full), then come the
     // full pages.
-    let open = store.get(&keys::history_open(account)).unwrap_or_default();
-    let open = book::history_page(&keys::history_open(account), &open);
+    let open = book::history_page(&keys::account(account), &book::open_history_page(store, account));
     let pages = limit.div_ceil(keys::HISTORY_PAGE_ENTRIES as usize) + 1;
     let full = store.scan_rev(&keys::history_prefix(account), before.as_deref(), pages);
     let entries: Vec<HistoryEntry> = open
@@ -129,15 +128,15 @@ mod tests {
             world.purchase(&format!("b{i}"), "fan", "0.01", "USD", &format!("pay-{i}")).unwrap();
         }
         let store = &world.shards[0];
-        assert_eq!(store.get(&crate::keys::history_open("fan")), None);
+        assert_eq!(book::open_history_page(store, "fan"), Vec::<u8>::new());
         let pages = store.scan(&crate::keys::history_prefix("fan"), usize::MAX);
         assert_eq!(pages.len(), 1);
         assert_eq!(pages[0].0, crate::keys::history_page("fan", 0));
         assert_eq!(book::history_page(&pages[0].0, &pages[0].1).len(), full as usize);
         world.purchase("b-next", "fan", "0.01", "USD", "pay-next").unwrap();
         let store = &world.shards[0];
-        let open = store.get(&crate::keys::history_open("fan")).expect("a new open page");
-        assert_eq!(book::history_page(b"hop/fan", &open)[0].seq, full + 1);
+        let open = book::open_history_page(store, "fan");
+        assert_eq!(book::history_page(b"acct/fan", &open)[0].seq, full + 1, "a new open page");
         assert_eq!(history(store, "fan", 500, None).0.len(), full as usize + 1);
     }
 
@@ -150,8 +149,8 @@ mod tests {
         }
         let store = &world.shards[0];
         assert_eq!(store.scan(&crate::keys::history_prefix("fan"), usize::MAX).len(), 3, "48 entries in 3 full pages");
-        let open = store.get(&crate::keys::history_open("fan")).expect("5 entries in the open page");
-        assert_eq!(book::history_page(b"hop/fan", &open).iter().map(|e| e.seq).collect::<Vec<_>>(), (49..=53).collect::<Vec<_>>());
+        let open = book::open_history_page(store, "fan");
+        assert_eq!(book::history_page(b"acct/fan", &open).iter().map(|e| e.seq).collect::<Vec<_>>(), (49..=53).collect::<Vec<_>>(), "5 entries in the open page");
         for limit in [1, 5, 15, 16, 17, 40, 500] {
             let mut seen = Vec::new();
             let mut cursor = None;
