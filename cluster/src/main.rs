@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use coinledger_cluster::failover::{self, FailoverOptions};
 use coinledger_cluster::launcher::{
-    build_workspace_node_bin, live_pid, locate_node_bin, log_tail, node_status, signal_node, spawn_node, wipe_data, Attach, Cluster,
+    build_workspace_node_bin, exit_finished, live_pid, locate_node_bin, log_tail, node_status, signal_node, spawn_node, wipe_data, Attach, Cluster,
     ClusterOptions, ClusterSpec, Result, Sig,
 };
 use coinledger_cluster::chaos::{self, faults::FaultKind, ChaosOptions};
@@ -232,7 +232,7 @@ async fn restart(dir: &Path, id: u64, wipe: bool, wait: bool) -> Result<()> {
     if let Some(pid) = live_pid(&node) {
         signal_node(&node, Sig::Kill)?;
         let started = Instant::now();
-        while live_pid(&node).is_some() {
+        while live_pid(&node).is_some() || !exit_finished(pid) {
             if started.elapsed() > Duration::from_secs(5) {
                 return Err(format!("node {id} (pid {pid}) still runs 5 s after SIGKILL"));
             }
