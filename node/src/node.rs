@@ -169,6 +169,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     };
     let hosted: Vec<u32> = (0..cfg.shards).filter(|&s| placement.hosts(cfg.id, s)).collect();
     let state_flush_ticks = crate::shard::replica::state_flush_ticks(hosted.len());
+    let entry_cache_bytes = crate::raftlog::entry_cache_bytes(hosted.len());
     let mut replicas = Vec::with_capacity(hosted.len());
     for shard in hosted {
         let rc = ReplicaConfig {
@@ -181,6 +182,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             compact_log_entries: cfg.compact_log_entries,
             compact_log_bytes: cfg.compact_log_mb << 20,
             state_flush_ticks,
+            entry_cache_bytes,
             clock: Clock::System,
         };
         replicas.push(Replica::open(rc, engine.clone()).map_err(|e| format!("shard {shard}: {e}"))?);

@@ -141,6 +141,7 @@ fn replica_config(cfg: &SimConfig, id: u64, clock: &Arc<AtomicU64>) -> ReplicaCo
         compact_log_entries: cfg.compact_log_entries,
         compact_log_bytes: cfg.compact_log_bytes,
         state_flush_ticks: crate::shard::replica::state_flush_ticks(1),
+        entry_cache_bytes: crate::raftlog::entry_cache_bytes(1),
         clock: Clock::Manual(clock.clone()),
     }
 }

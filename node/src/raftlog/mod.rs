@@ -9,4 +9,4 @@ mod storage;
 
 pub use log_bytes::LogBytes;
 pub use logger::raft_logger;
-pub use storage::ShardStorage;
+pub use storage::{entry_cache_bytes, ShardStorage};

@@ -7,10 +7,20 @@ use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 use crate::keys;
 use crate::storage::{SharedEngine, StorageError, WriteBatch};
 
-/// Bytes of the newest entries a shard keeps in memory ([`ShardStorage`]'s entry cache). It
-/// holds the entries raft reads back soon after writing them, so a few seconds of a shard's
-/// log under load are enough, and a node hosting 64 replicas keeps at most 64 MiB.
-pub const ENTRY_CACHE_BYTES: usize = 1 << 20;
+/// Bytes of raft entries a node keeps in memory over all its replicas ([`ShardStorage`]'s
+/// entry cache). The cache holds the entries raft reads back soon after writing them, a few
+/// seconds of a shard's log under load, so a fixed budget per node serves any shard count;
+/// one per replica cost a node of 64 replicas 64 MiB (its RSS after the matrix went from 192
+/// MiB at 16 shards to 281 MiB at 64).
+pub const NODE_ENTRY_CACHE_BYTES: usize = 16 << 20;
+/// Each replica's share is within these bounds.
+const ENTRY_CACHE_BYTES_MIN: usize = 64 << 10;
+const ENTRY_CACHE_BYTES_MAX: usize = 1 << 20;
+
+/// The entry cache of each replica of a node hosting `replicas` of them.
+pub fn entry_cache_bytes(replicas: usize) -> usize {
+    (NODE_ENTRY_CACHE_BYTES / replicas.max(1)).clamp(ENTRY_CACHE_BYTES_MIN, ENTRY_CACHE_BYTES_MAX)
+}
 
 /// One shard replica's raft log, hard state and conf state, kept in the node's engine.
 ///
@@ -19,7 +29,7 @@ pub const ENTRY_CACHE_BYTES: usize = 1 << 20;
 /// raft reads the entries back (before `advance_append_async`). Terms are cached as runs
 /// (`term_runs`): raft asks for terms on every append and commit, and terms change rarely.
 ///
-/// The newest entries are also kept in memory (`cache`, up to [`ENTRY_CACHE_BYTES`]): raft
+/// The newest entries are also kept in memory (`cache`, up to [`entry_cache_bytes`]): raft
 /// reads every entry back from storage once it is persisted, to apply it when it commits and
 /// to send it to a follower that was not sent it straight from raft's unstable log. From the
 /// engine that read was a sled scan and a protobuf decode per entry; from the cache it is a
@@ -41,8 +51,9 @@ pub struct ShardStorage {
     /// The newest entries, contiguous and ending at `last_index` (or empty): what raft reads
     /// back soon after writing it. Older entries are read from the engine.
     cache: VecDeque<Entry>,
-    /// Encoded bytes of the cached entries, kept at most [`ENTRY_CACHE_BYTES`] (but for one).
+    /// Encoded bytes of the cached entries, kept at most `cache_bytes_max` (but for one).
     cache_bytes: usize,
+    cache_bytes_max: usize,
 }
 
 fn corrupt(key: &[u8], reason: impl ToString) -> StorageError {
@@ -100,6 +111,7 @@ impl ShardStorage {
             snapshot_wanted: Default::default(),
             cache: VecDeque::new(),
             cache_bytes: 0,
+            cache_bytes_max: ENTRY_CACHE_BYTES_MAX,
         };
         storage.load_term_runs()?;
         Ok(storage)
@@ -181,6 +193,14 @@ impl ShardStorage {
         self.last_index = entries.last().map(|e| e.index).unwrap();
     }
 
+    /// Bounds the entry cache (the default is the largest share, [`entry_cache_bytes`]`(1)`).
+    pub fn set_entry_cache_bytes(&mut self, bytes: usize) {
+        self.cache_bytes_max = bytes;
+        while self.cache_bytes > self.cache_bytes_max && self.cache.len() > 1 {
+            self.uncache_oldest();
+        }
+    }
+
     /// Drops cached entries from `index` on (a new leader replaces them).
     fn uncache_from(&mut self, index: u64) {
         while self.cache.back().is_some_and(|e| e.index >= index) {
@@ -198,7 +218,7 @@ impl ShardStorage {
         }
         self.cache.push_back(entry.clone());
         self.cache_bytes += encoded_bytes;
-        while self.cache_bytes > ENTRY_CACHE_BYTES && self.cache.len() > 1 {
+        while self.cache_bytes > self.cache_bytes_max && self.cache.len() > 1 {
             self.uncache_oldest();
         }
     }
@@ -494,21 +514,36 @@ mod tests {
         let mut s = ShardStorage::open(engine.clone(), 3, &[1]).unwrap();
         let big = |index: u64| {
             let mut e = entry(index, 1);
-            e.data = vec![index as u8; ENTRY_CACHE_BYTES / 3].into();
+            e.data = vec![index as u8; ENTRY_CACHE_BYTES_MAX / 3].into();
             e
         };
         write(&engine, &mut s, &(1..=5).map(big).collect::<Vec<_>>());
-        assert!(s.cache_bytes <= ENTRY_CACHE_BYTES && s.cache.len() == 2, "the newest entries that fit: {}", s.cache.len());
+        assert!(s.cache_bytes <= ENTRY_CACHE_BYTES_MAX && s.cache.len() == 2, "the newest entries that fit: {}", s.cache.len());
         assert_eq!(s.cache_first_index(), 4);
         let all = s.entries(1, 6, None, GetEntriesContext::empty(false)).unwrap();
         assert_eq!(all, from_engine(&engine, 1, 6, None));
         assert_eq!(all.len(), 5);
         // One entry larger than the whole bound is still cached (raft reads it back next).
         let mut huge = entry(6, 1);
-        huge.data = vec![6; ENTRY_CACHE_BYTES + 1].into();
+        huge.data = vec![6; ENTRY_CACHE_BYTES_MAX + 1].into();
         write(&engine, &mut s, &[huge]);
         assert_eq!((s.cache.len(), s.cache_first_index()), (1, 6));
         assert_eq!(s.entries(6, 7, None, GetEntriesContext::empty(false)).unwrap(), from_engine(&engine, 6, 7, None));
+    }
+
+    #[test]
+    fn a_nodes_entry_cache_budget_is_shared_by_its_replicas() {
+        assert_eq!(entry_cache_bytes(16), 1 << 20);
+        assert_eq!(entry_cache_bytes(64), 256 << 10);
+        assert_eq!(entry_cache_bytes(1), 1 << 20, "one replica gets the largest share, not the whole budget");
+        assert_eq!(entry_cache_bytes(100_000), 64 << 10);
+        assert!(64 * entry_cache_bytes(64) <= NODE_ENTRY_CACHE_BYTES);
+        let engine = Arc::new(MemEngine::new());
+        let mut s = ShardStorage::open(engine.clone(), 3, &[1]).unwrap();
+        s.set_entry_cache_bytes(100);
+        write(&engine, &mut s, &(1..=20).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        assert!(s.cache_bytes <= 100, "{} bytes cached", s.cache_bytes);
+        assert_eq!(s.entries(1, 21, None, GetEntriesContext::empty(false)).unwrap(), from_engine(&engine, 1, 21, None));
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct ReplicaConfig {
     /// Ticks between state flushes when neither the entry nor the byte bound comes first;
     /// see [`state_flush_ticks`].
     pub state_flush_ticks: u64,
+    /// Bytes of newest raft entries kept in memory; see [`crate::raftlog::entry_cache_bytes`].
+    pub entry_cache_bytes: usize,
     /// Stamps proposed entries (the only clock the state machine ever sees).
     pub clock: Clock,
 }
@@ -194,6 +196,7 @@ fn storage_fatal(shard: u32, e: StorageError) -> ! {
 impl Replica {
     pub fn open(cfg: ReplicaConfig, engine: SharedEngine) -> Result<Self, StorageError> {
         let mut storage = ShardStorage::open(engine.clone(), cfg.shard, &cfg.voters)?;
+        storage.set_entry_cache_bytes(cfg.entry_cache_bytes);
         let applied_index = match engine.get(&keys::applied_index(cfg.shard))? {
             Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| StorageError::Corrupt {
                 key: format!("applied index of shard {}", cfg.shard),
@@ -923,6 +926,7 @@ mod tests {
             compact_log_entries: 10_000,
             compact_log_bytes: 32 << 20,
             state_flush_ticks: state_flush_ticks(1),
+            entry_cache_bytes: crate::raftlog::entry_cache_bytes(1),
             clock: Clock::Manual(Arc::new(AtomicU64::new(1_700_000_000_000))),
         };
         let mut replica = Replica::open(cfg, engine.clone()).unwrap();
