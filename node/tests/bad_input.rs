@@ -25,7 +25,11 @@ struct World {
 }
 
 impl World {
+    /// The ledger once no cross-shard effect is in flight: a refused cross-shard command (a
+    /// purchase over a minor's cap is refused at the account's shard) leaves its home's
+    /// completion to follow the answer, and that must change nothing either.
     async fn snapshot(&self) -> Snapshot {
+        let audit = settled_audit(&self.c, Duration::from_secs(10)).await;
         let mut balances = Vec::new();
         let mut newest_seq = Vec::new();
         for a in &self.accounts {
@@ -46,8 +50,6 @@ impl World {
             };
             newest_seq.push((a.clone(), seq));
         }
-        let audit = audit(&self.c).await;
-        assert!(audit.ok, "{:?}", audit.violations);
         Snapshot { balances, newest_seq, audit }
     }
 
