@@ -301,13 +301,18 @@ pub fn read_pid(node: &NodeSpec) -> Option<u32> {
     fs::read_to_string(&node.pid_file).ok()?.trim().parse().ok()
 }
 
+/// Whether a `/proc/.../stat` line is of a zombie or dead task (or unreadable as one).
+fn is_dead_stat(stat: &str) -> bool {
+    // "pid (comm) S ...": the state follows the last ')'.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    matches!(state, Some('Z') | Some('X') | None)
+}
+
 /// True if `pid` is a live (not zombie) coinledger-node process started with this node's
 /// data dir.
 pub fn is_node_process(pid: u32, node: &NodeSpec) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // "pid (comm) S ...": the state follows the last ')'.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
-    if matches!(state, Some('Z') | Some('X') | None) {
+    if is_dead_stat(&stat) {
         return false;
     }
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
@@ -326,9 +331,7 @@ pub fn is_node_process(pid: u32, node: &NodeSpec) -> bool {
 pub fn exit_finished(pid: u32) -> bool {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return true };
     tasks.flatten().all(|task| {
-        let Ok(stat) = fs::read_to_string(task.path().join("stat")) else { return true };
-        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
-        matches!(state, Some('Z') | Some('X') | None)
+        fs::read_to_string(task.path().join("stat")).map_or(true, |stat| is_dead_stat(&stat))
     })
 }
 
@@ -694,6 +697,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(700));
         let leader = fs::read_to_string(format!("/proc/{}/stat", py.id())).unwrap();
         assert!(leader.rsplit_once(')').unwrap().1.trim_start().starts_with('Z'), "the main thread is a zombie: {leader}");
+        assert!(is_dead_stat(&leader));
         assert!(!exit_finished(py.id()), "a thread still runs, holding the process's files");
         py.wait().unwrap();
         assert!(exit_finished(py.id()));

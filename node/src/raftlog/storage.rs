@@ -196,9 +196,7 @@ impl ShardStorage {
     /// Bounds the entry cache (the default is the largest share, [`entry_cache_bytes`]`(1)`).
     pub fn set_entry_cache_bytes(&mut self, bytes: usize) {
         self.cache_bytes_max = bytes;
-        while self.cache_bytes > self.cache_bytes_max && self.cache.len() > 1 {
-            self.uncache_oldest();
-        }
+        self.evict_beyond_bound();
     }
 
     /// Drops cached entries from `index` on (a new leader replaces them).
@@ -218,6 +216,11 @@ impl ShardStorage {
         }
         self.cache.push_back(entry.clone());
         self.cache_bytes += encoded_bytes;
+        self.evict_beyond_bound();
+    }
+
+    /// Evicts the oldest entries while the cache holds more than its bound, keeping the newest.
+    fn evict_beyond_bound(&mut self) {
         while self.cache_bytes > self.cache_bytes_max && self.cache.len() > 1 {
             self.uncache_oldest();
         }
