@@ -26,7 +26,7 @@ fn main() {
         std::process::abort();
     }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(cfg.grpc_threads as usize)
         .thread_name("coinledger-grpc")
         .enable_all()
         .build()
