@@ -507,9 +507,13 @@ impl Replica {
 
     /// Proposes the waiting batch (cut at the entry bounds) and handles raft's Ready.
     pub fn process(&mut self, out: &mut Output) {
-        // While our own Ready awaits its fsync, commands keep batching: the next entry then
-        // carries everything that arrived during the fsync (the group grows with the load).
-        if self.unsynced.is_empty() {
+        // While our own Ready awaits its fsync, or our last entry is not yet applied (its
+        // replication round), commands keep batching: the next entry then carries everything
+        // that arrived meanwhile, so the group grows with the load while an idle shard still
+        // proposes at once. Waiting for the round, not only the fsync, matters with many
+        // shards: at 64 shards, 150,000 batched gifts took 16,850 entries instead of 26,394
+        // and 8% less node CPU (at 16 shards 5,085 instead of 9,343, CPU about the same).
+        if self.unsynced.is_empty() && self.proposals.is_empty() {
             self.release_completions();
             if !self.batch.is_empty() {
                 self.propose_batch();
