@@ -41,8 +41,9 @@ struct NodeMeta {
 /// per key; format 2 stores pages of them (`hpg/`); format 3 keeps effect results in inbox
 /// pages per home shard behind a fence (`ibx/`, `ibf/`) instead of a key per effect; format 4
 /// kept each account's last, partly filled history page under `hop/` until it was full;
-/// format 5 keeps that page in the account's own record (`acct/`).
-const STORAGE_FORMAT: u32 = 5;
+/// format 5 keeps that page in the account's own record (`acct/`); format 6 keeps inbox pages
+/// of 2 home indexes instead of 64 (the page an effect's result is looked up in moved).
+const STORAGE_FORMAT: u32 = 6;
 
 fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
     let want = NodeMeta { node_id: cfg.id, shard_count: cfg.shards };
