@@ -84,7 +84,7 @@ impl Router {
         self.shards
             .get(shard as usize)
             .and_then(|s| s.as_ref())
-            .ok_or_else(|| NodeError::NotLeader { shard, leader_id: None, leader_hint: None })
+            .ok_or(NodeError::NotLeader { shard, leader_id: None, leader_hint: None })
     }
 
     fn send(&self, shard: u32, msg: ShardMsg) -> NodeResult<()> {
@@ -186,7 +186,7 @@ impl Router {
                 None => return result,
                 Some(next) => {
                     let hinted = matches!(&result, Err(NodeError::NotLeader { leader_id: Some(l), .. }) if *l == next);
-                    last_err = result.err().expect("only errors are retried");
+                    last_err = result.expect_err("only errors are retried");
                     slot.store(next, Ordering::Relaxed);
                     if !hinted {
                         // No leader known: an election is running or a node is down.

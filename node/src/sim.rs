@@ -212,7 +212,7 @@ impl World {
     fn step_time(&mut self, faults: bool, load: bool) {
         self.now_ms += 1;
         self.clock.store(EPOCH_MS + self.now_ms, Ordering::Relaxed);
-        if self.now_ms % TICK_MS == 0 {
+        if self.now_ms.is_multiple_of(TICK_MS) {
             for id in 1..=self.cfg.nodes {
                 self.with_replica(id, |r, _| r.tick());
             }
@@ -220,7 +220,7 @@ impl World {
         self.deliver();
         self.fsyncs();
         self.restarts();
-        if faults && self.now_ms % 1000 == 0 {
+        if faults && self.now_ms.is_multiple_of(1000) {
             self.inject_faults();
         }
         self.heal_partitions(faults);
@@ -581,7 +581,7 @@ mod tests {
         let mut totals = SimReport::default();
         for seed in seeds() {
             let outcome = std::panic::catch_unwind(|| run(seed, SimConfig::default()))
-                .unwrap_or_else(|_| Err((format!("a replica panicked (see above)"), SimReport::default())));
+                .unwrap_or_else(|_| Err(("a replica panicked (see above)".to_string(), SimReport::default())));
             match outcome {
                 Ok(r) => {
                     totals.commands += r.commands;

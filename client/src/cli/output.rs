@@ -350,7 +350,7 @@ mod tests {
             price_coins: 10,
         };
         assert_eq!(
-            gifts(&[g.clone()]),
+            gifts(std::slice::from_ref(&g)),
             json!([{"id": "rose", "name": "Rose", "price_coins": 10}])
         );
         let card = rates(&RateCard {

@@ -300,33 +300,6 @@ impl Injector {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_seed_same_schedule() {
-        let kinds = FaultKind::ALL;
-        let a = schedule(7, 5, 120_000, &kinds);
-        assert_eq!(a, schedule(7, 5, 120_000, &kinds));
-        assert_ne!(a, schedule(8, 5, 120_000, &kinds));
-        assert!(a.len() > 10, "{}", a.len());
-        for p in &a {
-            match &p.action {
-                Action::Isolate { minority, .. } => assert!(minority.len() * 2 < 5),
-                Action::OneWay { from, to, .. } => assert_ne!(from, to),
-                _ => {}
-            }
-        }
-    }
-
-    #[test]
-    fn parses_fault_lists() {
-        assert_eq!(FaultKind::parse_list("kill,pause").unwrap(), vec![FaultKind::Kill, FaultKind::Pause]);
-        assert!(FaultKind::parse_list("kill,nuke").is_err());
-    }
-}
-
 /// What carries out faults: local processes and the firewall ([`Injector`]), or Docker.
 pub(crate) trait FaultRunner {
     /// Why `action` cannot be carried out here (it is then skipped with a note), if it cannot.
@@ -409,5 +382,32 @@ impl FaultRunner for Injector {
 
     fn heal(&mut self) -> Vec<String> {
         self.heal_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_schedule() {
+        let kinds = FaultKind::ALL;
+        let a = schedule(7, 5, 120_000, &kinds);
+        assert_eq!(a, schedule(7, 5, 120_000, &kinds));
+        assert_ne!(a, schedule(8, 5, 120_000, &kinds));
+        assert!(a.len() > 10, "{}", a.len());
+        for p in &a {
+            match &p.action {
+                Action::Isolate { minority, .. } => assert!(minority.len() * 2 < 5),
+                Action::OneWay { from, to, .. } => assert_ne!(from, to),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn parses_fault_lists() {
+        assert_eq!(FaultKind::parse_list("kill,pause").unwrap(), vec![FaultKind::Kill, FaultKind::Pause]);
+        assert!(FaultKind::parse_list("kill,nuke").is_err());
     }
 }

@@ -216,6 +216,9 @@ pub(crate) struct RequestRecord {
     pub state: RequestState,
 }
 
+/// `Done` is the common state and far larger than `Pending`; it stays unboxed, as a record is
+/// a transient value (decoded, matched, dropped), and a box would allocate for every one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum RequestState {
     Done(CommandResult),

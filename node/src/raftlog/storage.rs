@@ -427,11 +427,7 @@ mod tests {
     use crate::storage::{Engine, MemEngine};
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![index as u8; 10].into();
-        e
+        Entry { index, term, data: vec![index as u8; 10].into(), ..Default::default() }
     }
 
     fn write(engine: &Arc<MemEngine>, s: &mut ShardStorage, entries: &[Entry]) {
@@ -465,10 +461,7 @@ mod tests {
         assert_eq!(one.len(), 1);
 
         // Reopen: everything written is recovered, term runs included.
-        let mut hs = HardState::default();
-        hs.term = 3;
-        hs.vote = 2;
-        hs.commit = 2;
+        let hs = HardState { term: 3, vote: 2, commit: 2, ..Default::default() };
         let mut b = WriteBatch::default();
         s.set_hard_state(&hs, &mut b);
         engine.write(b).unwrap();

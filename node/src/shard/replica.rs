@@ -404,7 +404,7 @@ impl Replica {
         }
         self.raw.tick();
         self.ticks += 1;
-        if self.ticks % REBALANCE_CHECK_TICKS == 0 {
+        if self.ticks.is_multiple_of(REBALANCE_CHECK_TICKS) {
             self.rebalance();
         }
         self.resend_stale_read_rounds();
