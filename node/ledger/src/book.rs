@@ -118,12 +118,84 @@ pub(crate) fn history_page(key: &[u8], mut bytes: &[u8]) -> Vec<HistoryEntry> {
     entries
 }
 
-/// One applied effect in its target's inbox page.
-#[derive(Debug, Serialize, Deserialize)]
-struct InboxEntry {
-    index: u64,
-    position: u32,
-    result: EffectResult,
+/// An inbox page: the results of the effects a target applied from one home shard's raft
+/// indexes of that page, findable without decoding the page. Layout: the row count (u32 BE),
+/// then one row per effect, sorted, of its index (u64 BE), position (u32 BE) and the offset of
+/// its result (u32 BE) in the results area, then the results area (postcard results in the
+/// order they were applied). Big-endian rows sort as their numbers do, so a lookup is a
+/// binary search over fixed-width rows, and an append inserts one row and adds its result at
+/// the end: no delivery decodes the page's other results.
+struct InboxPage;
+
+impl InboxPage {
+    const COUNT_BYTES: usize = 4;
+    const ROW_BYTES: usize = 16;
+    const ID_BYTES: usize = 12;
+
+    fn id(index: u64, position: u32) -> [u8; Self::ID_BYTES] {
+        let mut id = [0; Self::ID_BYTES];
+        id[..8].copy_from_slice(&index.to_be_bytes());
+        id[8..].copy_from_slice(&position.to_be_bytes());
+        id
+    }
+
+    /// The row count and the start of the results area.
+    ///
+    /// # Panics
+    /// If the page is shorter than its rows: the store is corrupt.
+    fn layout(key: &[u8], page: &[u8]) -> (usize, usize) {
+        let count = page.get(..Self::COUNT_BYTES).map_or(0, |b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize);
+        let results = Self::COUNT_BYTES + count * Self::ROW_BYTES;
+        assert!(page.is_empty() || page.len() >= results, "corrupt inbox page at key {key:?}: {count} rows in {} bytes", page.len());
+        (count, results)
+    }
+
+    /// `Ok(row)` holding `id`, or `Err(row)` where it would be inserted.
+    fn search(page: &[u8], count: usize, id: &[u8; Self::ID_BYTES]) -> Result<usize, usize> {
+        let row = |i: usize| &page[Self::COUNT_BYTES + i * Self::ROW_BYTES..][..Self::ID_BYTES];
+        let (mut low, mut high) = (0, count);
+        while low < high {
+            let mid = (low + high) / 2;
+            match row(mid).cmp(&id[..]) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(low)
+    }
+
+    fn find(key: &[u8], page: &[u8], index: u64, position: u32) -> Option<EffectResult> {
+        let (count, results) = Self::layout(key, page);
+        let row = Self::search(page, count, &Self::id(index, position)).ok()?;
+        let at = Self::COUNT_BYTES + row * Self::ROW_BYTES + Self::ID_BYTES;
+        let offset = u32::from_be_bytes(page[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let bytes = page.get(results + offset..).unwrap_or_else(|| panic!("corrupt inbox page at key {key:?}: result offset {offset} out of range"));
+        let (result, _) = postcard::take_from_bytes(bytes).unwrap_or_else(|e| panic!("corrupt inbox page at key {key:?}: {e}"));
+        Some(result)
+    }
+
+    /// # Panics
+    /// If the page already holds this effect: a delivery is deduplicated before it is kept.
+    fn insert(key: &[u8], mut page: Vec<u8>, index: u64, position: u32, result: &EffectResult) -> Vec<u8> {
+        if page.is_empty() {
+            page.extend_from_slice(&0u32.to_be_bytes());
+        }
+        let (count, results) = Self::layout(key, &page);
+        let id = Self::id(index, position);
+        let row = Self::search(&page, count, &id)
+            .err()
+            .unwrap_or_else(|| panic!("inbox page at key {key:?} already holds effect {index}/{position}"));
+        let offset = u32::try_from(page.len() - results).expect("an inbox page stays far below 4 GiB");
+        let mut new_row = [0; Self::ROW_BYTES];
+        new_row[..Self::ID_BYTES].copy_from_slice(&id);
+        new_row[Self::ID_BYTES..].copy_from_slice(&offset.to_be_bytes());
+        let at = Self::COUNT_BYTES + row * Self::ROW_BYTES;
+        page.splice(at..at, new_row);
+        let count = u32::try_from(count + 1).expect("rows fit a u32");
+        page[..Self::COUNT_BYTES].copy_from_slice(&count.to_be_bytes());
+        postcard::to_extend(result, page).unwrap_or_else(|e| panic!("an effect result always encodes: {e}"))
+    }
 }
 
 /// The tx index below which effects from `home` are forgotten: completed at home.
@@ -135,25 +207,14 @@ pub(crate) fn inbox_fence(store: &dyn Store, home: u32) -> u64 {
 pub(crate) fn inbox_result(store: &dyn Store, home: u32, index: u64, position: u32) -> Option<EffectResult> {
     let key = keys::inbox_page(home, keys::inbox_page_of(index));
     let page = store.get(&key)?;
-    let mut bytes = page.as_slice();
-    while !bytes.is_empty() {
-        let (entry, rest): (InboxEntry, _) = postcard::take_from_bytes(bytes)
-            .unwrap_or_else(|e| panic!("corrupt inbox page at key {key:?}: {e}"));
-        if (entry.index, entry.position) == (index, position) {
-            return Some(entry.result);
-        }
-        bytes = rest;
-    }
-    None
+    InboxPage::find(&key, &page, index, position)
 }
 
-/// Keeps `result` for the effect at `index`/`position` of `home`, appended to its page
-/// without decoding the page.
+/// Keeps `result` for the effect at `index`/`position` of `home` in its page.
 pub(crate) fn append_inbox(store: &mut dyn Store, home: u32, index: u64, position: u32, result: EffectResult) {
     let key = keys::inbox_page(home, keys::inbox_page_of(index));
     let page = store.get(&key).unwrap_or_default();
-    let page = postcard::to_extend(&InboxEntry { index, position, result }, page)
-        .unwrap_or_else(|e| panic!("an inbox entry always encodes: {e}"));
+    let page = InboxPage::insert(&key, page, index, position, &result);
     store.put(&key, page);
 }
 
@@ -244,4 +305,71 @@ pub(crate) struct OutboxRecord {
     /// The client request waiting for this effect.
     pub request_id: String,
     pub finish: Finish,
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::MemStore;
+
+    fn result_for(index: u64, position: u32) -> EffectResult {
+        match position % 3 {
+            0 => EffectResult::GiftCredited { diamonds_balance: index * 1_000 + u64::from(position) },
+            1 => EffectResult::Credited { coins_balance: index },
+            _ => EffectResult::Rejected(LedgerError::new(ErrorCode::AccountFrozen, format!("frozen {index}/{position}"))),
+        }
+    }
+
+    proptest! {
+        /// Effects kept in any order are each found with their own result; others are not.
+        #[test]
+        fn an_inbox_page_finds_every_kept_effect_in_any_order(
+            ids in proptest::collection::btree_set((0u64..2, 0u32..300), 0..200),
+            seed in any::<u64>(),
+        ) {
+            let mut order: Vec<(u64, u32)> = ids.iter().copied().collect();
+            // A deterministic shuffle: deliveries from one home arrive in any order.
+            let mut state = seed | 1;
+            for i in (1..order.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                order.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            let mut store = MemStore::new();
+            for &(index, position) in &order {
+                prop_assert_eq!(inbox_result(&store, 3, index, position), None);
+                append_inbox(&mut store, 3, index, position, result_for(index, position));
+            }
+            for index in 0..2 {
+                for position in 0..300 {
+                    let want = ids.contains(&(index, position)).then(|| result_for(index, position));
+                    prop_assert_eq!(inbox_result(&store, 3, index, position), want);
+                }
+            }
+            prop_assert_eq!(inbox_result(&store, 4, 0, 0), None, "another home's page");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "already holds effect 7/2")]
+    fn an_effect_is_kept_once() {
+        let mut store = MemStore::new();
+        append_inbox(&mut store, 1, 7, 2, EffectResult::Forgotten);
+        append_inbox(&mut store, 1, 7, 2, EffectResult::Forgotten);
+    }
+
+    #[test]
+    #[should_panic(expected = "corrupt inbox page")]
+    fn a_truncated_inbox_page_stops_the_shard() {
+        let mut store = MemStore::new();
+        append_inbox(&mut store, 1, 7, 2, EffectResult::Forgotten);
+        let key = keys::inbox_page(1, keys::inbox_page_of(7));
+        let mut page = store.get(&key).unwrap();
+        page.truncate(10);
+        store.put(&key, page);
+        inbox_result(&store, 1, 7, 2);
+    }
 }
