@@ -150,26 +150,21 @@ impl InboxPage {
         (count, results)
     }
 
+    /// The page's rows (count from [`Self::layout`]; none in an empty page).
+    fn rows(page: &[u8], count: usize) -> &[[u8; Self::ROW_BYTES]] {
+        page.get(Self::COUNT_BYTES..).unwrap_or_default()[..count * Self::ROW_BYTES].as_chunks().0
+    }
+
     /// `Ok(row)` holding `id`, or `Err(row)` where it would be inserted.
     fn search(page: &[u8], count: usize, id: &[u8; Self::ID_BYTES]) -> Result<usize, usize> {
-        let row = |i: usize| &page[Self::COUNT_BYTES + i * Self::ROW_BYTES..][..Self::ID_BYTES];
-        let (mut low, mut high) = (0, count);
-        while low < high {
-            let mid = (low + high) / 2;
-            match row(mid).cmp(&id[..]) {
-                std::cmp::Ordering::Less => low = mid + 1,
-                std::cmp::Ordering::Greater => high = mid,
-                std::cmp::Ordering::Equal => return Ok(mid),
-            }
-        }
-        Err(low)
+        Self::rows(page, count).binary_search_by(|row| row[..Self::ID_BYTES].cmp(id))
     }
 
     fn find(key: &[u8], page: &[u8], index: u64, position: u32) -> Option<EffectResult> {
         let (count, results) = Self::layout(key, page);
         let row = Self::search(page, count, &Self::id(index, position)).ok()?;
-        let at = Self::COUNT_BYTES + row * Self::ROW_BYTES + Self::ID_BYTES;
-        let offset = u32::from_be_bytes(page[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let offset_bytes = &Self::rows(page, count)[row][Self::ID_BYTES..];
+        let offset = u32::from_be_bytes(offset_bytes.try_into().expect("4 bytes")) as usize;
         let bytes = page.get(results + offset..).unwrap_or_else(|| panic!("corrupt inbox page at key {key:?}: result offset {offset} out of range"));
         let (result, _) = postcard::take_from_bytes(bytes).unwrap_or_else(|e| panic!("corrupt inbox page at key {key:?}: {e}"));
         Some(result)

@@ -87,11 +87,12 @@ pub fn outbox_of(effect_id: &str) -> Vec<u8> {
 /// effect, and forgets a whole page at once.
 ///
 /// Small, because every delivery reads its page to deduplicate and rewrites it: the cost per
-/// effect grows with the page (the lookup is a binary search, the copies are not). Under batched load a home entry carries
-/// dozens of commands; when they all credit one creator (hot-one), pages of 64 indexes held
-/// thousands of effects and the scans and copies took a third of the cluster's CPU (150,000
-/// gifts: 35.2 s of node CPU at 64, 23.3 s at 2; gift-storm 27.1 s and 24.3 s). A page now
-/// holds at most the commands of two entries (`MAX_ENTRY_COMMANDS` each).
+/// effect grows with the page (the lookup is a binary search, the copies are not). Under
+/// batched load a home entry carries dozens of commands; when they all credit one creator
+/// (hot-one), pages of 64 indexes held thousands of effects, and scanning and copying them
+/// took a third of the cluster's CPU (150,000 gifts: 35.2 s of node CPU at 64, 23.3 s at 2;
+/// gift-storm 27.1 s and 24.3 s). A page now holds at most the commands of two entries
+/// (`MAX_ENTRY_COMMANDS` each).
 pub const INBOX_PAGE_INDEXES: u64 = 2;
 
 /// The tx index below which effects from `home` are forgotten (completed at home).
