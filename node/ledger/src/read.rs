@@ -51,7 +51,7 @@ pub fn history(store: &dyn Store, account: &str, limit: u32, cursor: Option<u64>
 
 /// The rate card in force in this shard (the default card if none was ever set).
 pub fn rate_card(store: &dyn Store) -> RateCard {
-    book::rate_card(store)
+    book::rate_card(store).into_owned()
 }
 
 /// A stored rate card version (the default card for version 1 if it was never replaced).

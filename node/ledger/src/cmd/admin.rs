@@ -66,7 +66,7 @@ pub(crate) fn set_rates(store: &mut dyn Store, ctx: &EntryContext, cmd: &SetRate
     let current = book::rate_card(store);
     if cmd.card.version == current.version && cmd.card.without_effective_ms() == current.without_effective_ms() {
         // Re-driven to a shard that already has it (under another request id).
-        return Ok(Step::Done(Outcome::Rates(current)));
+        return Ok(Step::Done(Outcome::Rates(current.into_owned())));
     }
     let next = current.version.checked_add(1).expect("rate card versions do not reach u64::MAX");
     if cmd.card.version != next {
