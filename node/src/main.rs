@@ -17,11 +17,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// run-to-run noise of this machine).
 #[used]
 #[export_name = "_rjem_malloc_conf"]
-static MALLOC_CONF: MallocConf = MallocConf(b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0,background_thread:true\0".as_ptr());
+static MALLOC_CONF: MallocConf = MallocConf(c"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0,background_thread:true".as_ptr());
 
 /// A C string pointer jemalloc reads as `const char *malloc_conf`.
 #[repr(transparent)]
-struct MallocConf(*const u8);
+struct MallocConf(*const std::ffi::c_char);
 // SAFETY: it points to an immutable static string.
 unsafe impl Sync for MallocConf {}
 
