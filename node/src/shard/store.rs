@@ -10,6 +10,7 @@
 //! command, and an outbox record that is created and cleared within one flush never reaches
 //! the engine at all.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ledger::{self, Store};
@@ -27,6 +28,12 @@ pub struct StateCache {
     /// `None` until loaded ([`StateCache::load_outbox`]) and again once a snapshot replaced
     /// the state.
     outbox: Option<BTreeSet<Vec<u8>>>,
+    /// The applied value of the rate card in force (`ledger::keys::RATE_CURRENT`), once read.
+    /// Every gift and purchase reads it, it changes only when a card is published, and in a
+    /// cluster that never published one the read is a miss that sled can only answer by
+    /// walking its tree: one engine lookup per command for a value that hardly ever changes.
+    /// Kept current by [`StateCache::record`], dropped by [`StateCache::clear`].
+    rate_current: OnceCell<Option<Vec<u8>>>,
 }
 
 impl StateCache {
@@ -47,6 +54,7 @@ impl StateCache {
         self.writes.clear();
         self.bytes = 0;
         self.outbox = None;
+        self.rate_current = OnceCell::new();
     }
 
     pub fn outbox_loaded(&self) -> bool {
@@ -78,6 +86,9 @@ impl StateCache {
     }
 
     fn record(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        if key == ledger::keys::RATE_CURRENT {
+            self.rate_current = OnceCell::from(value.clone());
+        }
         let outbox_key = key.starts_with(ledger::keys::OUTBOX_PREFIX);
         if let Some(outbox) = self.outbox.as_mut().filter(|_| outbox_key) {
             if value.is_some() {
@@ -197,10 +208,15 @@ impl<'a> EngineStore<'a> {
 
 impl Store for EngineStore<'_> {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        if let Some(buffered) = self.cache.get().writes.get(key) {
+        let cache = self.cache.get();
+        if let Some(buffered) = cache.writes.get(key) {
             return buffered.clone();
         }
-        self.engine.get(&self.full_key(key)).unwrap_or_else(|e| fatal(e))
+        let from_engine = || self.engine.get(&self.full_key(key)).unwrap_or_else(|e| fatal(e));
+        if key == ledger::keys::RATE_CURRENT {
+            return cache.rate_current.get_or_init(from_engine).clone();
+        }
+        from_engine()
     }
 
     fn put(&mut self, key: &[u8], value: Vec<u8>) {
@@ -306,6 +322,42 @@ mod tests {
         assert_eq!(batch.ops.len(), 2, "the two flushed records are deleted; one created and deleted within a flush leaves nothing to write");
         cache.clear();
         assert!(!cache.outbox_loaded());
+    }
+
+    #[test]
+    fn the_rate_card_in_force_is_read_from_the_engine_once_and_follows_writes() {
+        let engine = MemEngine::new();
+        let full = [PREFIX, ledger::keys::RATE_CURRENT].concat();
+        let mut cache = StateCache::default();
+        let view = EngineStore::read_only(&engine, PREFIX, &cache);
+        assert_eq!(ledger::Store::get(&view, ledger::keys::RATE_CURRENT), None);
+        // Written behind the cache's back (no replica does this): the memo still answers, so
+        // the read above was the only engine lookup.
+        let mut behind = WriteBatch::default();
+        behind.put(full.clone(), b"v9".to_vec());
+        engine.write(behind).unwrap();
+        let view = EngineStore::read_only(&engine, PREFIX, &cache);
+        assert_eq!(ledger::Store::get(&view, ledger::keys::RATE_CURRENT), None, "memoized, not looked up again");
+        let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
+        store.put(ledger::keys::RATE_CURRENT, b"v2".to_vec());
+        let mut batch = WriteBatch::default();
+        cache.drain_into(PREFIX, &mut batch);
+        engine.write(batch).unwrap();
+        let view = EngineStore::read_only(&engine, PREFIX, &cache);
+        assert_eq!(ledger::Store::get(&view, ledger::keys::RATE_CURRENT), Some(b"v2".to_vec()), "a published card is in force after its flush");
+        let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
+        store.delete(ledger::keys::RATE_CURRENT);
+        let mut batch = WriteBatch::default();
+        cache.drain_into(PREFIX, &mut batch);
+        engine.write(batch).unwrap();
+        let view = EngineStore::read_only(&engine, PREFIX, &cache);
+        assert_eq!(ledger::Store::get(&view, ledger::keys::RATE_CURRENT), None);
+        let mut installed = WriteBatch::default();
+        installed.put(full, b"v5".to_vec());
+        engine.write(installed).unwrap();
+        cache.clear();
+        let view = EngineStore::read_only(&engine, PREFIX, &cache);
+        assert_eq!(ledger::Store::get(&view, ledger::keys::RATE_CURRENT), Some(b"v5".to_vec()), "a snapshot's card is read afresh");
     }
 
     #[test]
