@@ -202,22 +202,42 @@ pub(crate) fn inbox_fence(store: &dyn Store, home: u32) -> u64 {
 
 /// The kept result of the effect at `index`/`position` of `home`.
 pub(crate) fn inbox_result(store: &dyn Store, home: u32, index: u64, position: u32) -> Option<EffectResult> {
-    let key = keys::inbox_page(home, keys::inbox_page_of(index));
-    let page = store.get(&key)?;
-    InboxPage::find(&key, &page, index, position)
+    InboxSlot::read(store, home, index, position).kept()
 }
 
-/// Keeps `result` for the effect at `index`/`position` of `home` in its page.
-pub(crate) fn append_inbox(store: &mut dyn Store, home: u32, index: u64, position: u32, result: EffectResult) {
-    let key = keys::inbox_page(home, keys::inbox_page_of(index));
-    let page = store.get(&key).unwrap_or_default();
-    let page = InboxPage::insert(&key, page, index, position, &result);
-    store.put(&key, page);
+/// The inbox page that keeps the result of the effect at `index` of `home`, as read once by
+/// a delivery: it answers whether the effect was applied ([`InboxSlot::kept`]) and, if not,
+/// takes its result ([`InboxSlot::keep`]) without a second lookup of the page.
+pub(crate) struct InboxSlot {
+    key: Vec<u8>,
+    page: Option<Vec<u8>>,
+    index: u64,
+    position: u32,
 }
 
-/// Raises the fence of `home` to `completed_below` and deletes the pages wholly below it.
-pub(crate) fn forget_inbox(store: &mut dyn Store, home: u32, completed_below: u64) {
-    let fence = inbox_fence(store, home);
+impl InboxSlot {
+    pub(crate) fn read(store: &dyn Store, home: u32, index: u64, position: u32) -> Self {
+        let key = keys::inbox_page(home, keys::inbox_page_of(index));
+        let page = store.get(&key);
+        Self { key, page, index, position }
+    }
+
+    /// The kept result of this effect, if it was applied before.
+    pub(crate) fn kept(&self) -> Option<EffectResult> {
+        InboxPage::find(&self.key, self.page.as_deref()?, self.index, self.position)
+    }
+
+    /// Keeps `result` for this effect in its page. The page must not have changed since
+    /// [`InboxSlot::read`]: only deliveries from `home` write it, one at a time.
+    pub(crate) fn keep(self, store: &mut dyn Store, result: &EffectResult) {
+        let page = InboxPage::insert(&self.key, self.page.unwrap_or_default(), self.index, self.position, result);
+        store.put(&self.key, page);
+    }
+}
+
+/// Raises the fence of `home` from `fence` (its value in the store) to `completed_below` and
+/// deletes the pages wholly below it.
+pub(crate) fn forget_inbox(store: &mut dyn Store, home: u32, fence: u64, completed_below: u64) {
     if completed_below <= fence {
         return;
     }
@@ -346,7 +366,7 @@ mod tests {
             let mut store = MemStore::new();
             for &(index, position) in &order {
                 prop_assert_eq!(inbox_result(&store, 3, index, position), None);
-                append_inbox(&mut store, 3, index, position, result_for(index, position));
+                InboxSlot::read(&store, 3, index, position).keep(&mut store, &result_for(index, position));
             }
             for index in 0..2 {
                 for position in 0..300 {
@@ -362,15 +382,15 @@ mod tests {
     #[should_panic(expected = "already holds effect 7/2")]
     fn an_effect_is_kept_once() {
         let mut store = MemStore::new();
-        append_inbox(&mut store, 1, 7, 2, EffectResult::Forgotten);
-        append_inbox(&mut store, 1, 7, 2, EffectResult::Forgotten);
+        InboxSlot::read(&store, 1, 7, 2).keep(&mut store, &EffectResult::Forgotten);
+        InboxSlot::read(&store, 1, 7, 2).keep(&mut store, &EffectResult::Forgotten);
     }
 
     #[test]
     #[should_panic(expected = "corrupt inbox page")]
     fn a_truncated_inbox_page_stops_the_shard() {
         let mut store = MemStore::new();
-        append_inbox(&mut store, 1, 7, 2, EffectResult::Forgotten);
+        InboxSlot::read(&store, 1, 7, 2).keep(&mut store, &EffectResult::Forgotten);
         let key = keys::inbox_page(1, keys::inbox_page_of(7));
         let mut page = store.get(&key).unwrap();
         page.truncate(10);

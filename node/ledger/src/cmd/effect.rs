@@ -21,16 +21,22 @@ use crate::store::Store;
 pub(crate) fn apply_once(store: &mut dyn Store, delivery: &EffectDelivery) -> EffectResult {
     let effect = &delivery.effect;
     let (home, index, position) = parse_tx_id(&effect.id).expect("effect ids are validated before apply");
-    let result = if index < book::inbox_fence(store, home) {
+    let fence = book::inbox_fence(store, home);
+    let result = if index < fence {
         EffectResult::Forgotten
-    } else if let Some(kept) = book::inbox_result(store, home, index, position) {
-        kept
     } else {
-        let result = apply_here(store, effect);
-        book::append_inbox(store, home, index, position, result.clone());
-        result
+        let slot = book::InboxSlot::read(store, home, index, position);
+        match slot.kept() {
+            Some(kept) => kept,
+            None => {
+                // Applying the effect writes its account and the totals, never an inbox page.
+                let result = apply_here(store, effect);
+                slot.keep(store, &result);
+                result
+            }
+        }
     };
-    book::forget_inbox(store, home, delivery.completed_below);
+    book::forget_inbox(store, home, fence, delivery.completed_below);
     result
 }
 
