@@ -224,6 +224,13 @@ impl Replica {
             check_quorum: true,
             pre_vote: true,
             read_only_option: raft::ReadOnlyOption::Safe,
+            // Followers learn a new commit index from the next append or heartbeat (every
+            // `heartbeat_ticks`) instead of from an append of its own: raft-rs's default sends
+            // each follower a second, empty append per entry, with its Ready, engine write and
+            // response. Only followers apply later; no answer waits for them. Unbatched
+            // gift-storm, 16 shards, back to back: 24.2-24.9 s of node CPU for 15,000 gifts
+            // (1,097-1,132 gifts/s) against 26.3-28.3 s (972-1,067).
+            skip_bcast_commit: true,
             ..Default::default()
         };
         raft_cfg.validate().map_err(|e| StorageError::Engine(format!("raft config: {e}")))?;
@@ -925,27 +932,96 @@ pub(crate) mod tests {
     use crate::ledger::{sim, CompleteEffect, EffectResult, Outcome};
     use crate::storage::{Engine, MemEngine};
 
-    /// A one-node replica on an in-memory engine, elected and idle.
-    pub(crate) fn lone_leader() -> (Replica, Arc<MemEngine>) {
-        let engine = Arc::new(MemEngine::new());
-        let cfg = ReplicaConfig {
+    /// Node `node_id`'s replica of shard 0, replicated on nodes 1..=`nodes`.
+    fn test_config(node_id: u64, nodes: u64) -> ReplicaConfig {
+        ReplicaConfig {
             shard: 0,
-            node_id: 1,
+            node_id,
             layout: Layout::new(1),
-            voters: vec![1],
-            addresses: Arc::new([(1, "n1".to_string())].into_iter().collect()),
+            voters: (1..=nodes).collect(),
+            addresses: Arc::new((1..=nodes).map(|id| (id, format!("n{id}"))).collect()),
             timing: RaftTiming { tick_ms: 100, election_ticks: 10, heartbeat_ticks: 2, fixed_election_timeout: true },
             compact_log_entries: 10_000,
             compact_log_bytes: 32 << 20,
             state_flush_ticks: state_flush_ticks(1),
             entry_cache_bytes: crate::raftlog::entry_cache_bytes(1),
             clock: Clock::Manual(Arc::new(AtomicU64::new(1_700_000_000_000))),
-        };
-        let mut replica = Replica::open(cfg, engine.clone()).unwrap();
+        }
+    }
+
+    /// A one-node replica on an in-memory engine, elected and idle.
+    pub(crate) fn lone_leader() -> (Replica, Arc<MemEngine>) {
+        let engine = Arc::new(MemEngine::new());
+        let mut replica = Replica::open(test_config(1, 1), engine.clone()).unwrap();
         replica.campaign_if_preferred();
         settle(&mut replica, &engine);
         assert_eq!(replica.status().role, "leader");
         (replica, engine)
+    }
+
+    /// A three-replica shard on in-memory engines, replica 1 elected; index i is node i + 1.
+    fn trio() -> Vec<(Replica, Arc<MemEngine>)> {
+        let mut trio: Vec<(Replica, Arc<MemEngine>)> = (1..=3)
+            .map(|node_id| {
+                let engine = Arc::new(MemEngine::new());
+                (Replica::open(test_config(node_id, 3), engine.clone()).unwrap(), engine)
+            })
+            .collect();
+        trio[0].0.campaign_if_preferred();
+        exchange(&mut trio);
+        assert_eq!(trio[0].0.status().role, "leader");
+        trio
+    }
+
+    /// Runs the replicas, syncing whenever asked and delivering every message, until none is
+    /// left; returns the messages delivered, as (type, from, to).
+    fn exchange(replicas: &mut [(Replica, Arc<MemEngine>)]) -> Vec<(MessageType, u64, u64)> {
+        let mut delivered = Vec::new();
+        for _ in 0..100 {
+            let mut messages = Vec::new();
+            for (replica, engine) in replicas.iter_mut() {
+                let mut out = Output::default();
+                replica.process(&mut out);
+                if let Some(number) = out.sync {
+                    engine.sync().unwrap();
+                    replica.on_persisted(number, &mut out);
+                }
+                messages.append(&mut out.messages);
+            }
+            if messages.is_empty() {
+                return delivered;
+            }
+            for m in messages {
+                delivered.push((m.get_msg_type(), m.from, m.to));
+                replicas[(m.to - 1) as usize].0.step(m);
+            }
+        }
+        panic!("the replicas never went quiet");
+    }
+
+    #[test]
+    fn a_committed_entry_costs_each_follower_one_append_and_one_response() {
+        let mut trio = trio();
+        let mut bought = propose(&mut trio[0].0, sim::purchase_cmd("r1", "fan", "9.99", "USD", "pay-1"));
+        let delivered = exchange(&mut trio);
+        assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
+        for follower in [2, 3] {
+            let count = |kind, from, to| delivered.iter().filter(|d| **d == (kind, from, to)).count();
+            // raft-rs's default would follow up with a second, empty append to carry the
+            // commit index (and get a second response).
+            assert_eq!(count(MessageType::MsgAppend, 1, follower), 1, "{delivered:?}");
+            assert_eq!(count(MessageType::MsgAppendResponse, follower, 1), 1, "{delivered:?}");
+        }
+        assert_eq!(delivered.len(), 4, "{delivered:?}");
+        // The followers apply once the next heartbeat brings them the commit index.
+        let leader_applied = trio[0].0.status().applied_index;
+        for _ in 0..2 {
+            trio[0].0.tick();
+        }
+        exchange(&mut trio);
+        for (replica, _) in &trio[1..] {
+            assert_eq!(replica.status().applied_index, leader_applied);
+        }
     }
 
     /// Processes, syncing whenever asked, until the replica has nothing left to do.
