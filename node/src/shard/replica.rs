@@ -578,6 +578,17 @@ impl Replica {
     }
 
     fn propose_batch(&mut self) {
+        if self.raw.raft.state != StateRole::Leader {
+            // Commands batch while we lead, but a message handled since (a new leader's
+            // append or heartbeat, of a higher term) may have made us a follower before this
+            // Ready could tell us. raft-rs would forward the proposal to that leader and
+            // answer Ok: the entry would be appended there with nobody waiting for it.
+            let err = self.not_leader();
+            for (_, reply) in self.batch.drain(..) {
+                let _ = reply.send(Err(err.clone()));
+            }
+            return;
+        }
         while !self.batch.is_empty() {
             let mut bytes = 0;
             let mut take = 0;
@@ -1022,6 +1033,27 @@ pub(crate) mod tests {
         for (replica, _) in &trio[1..] {
             assert_eq!(replica.status().applied_index, leader_applied);
         }
+    }
+
+    #[test]
+    fn commands_batched_before_a_new_leader_took_over_are_refused_not_forwarded() {
+        let mut trio = trio();
+        let mut bought = propose(&mut trio[0].0, sim::purchase_cmd("r1", "fan", "9.99", "USD", "pay-1"));
+        // In the same mailbox drain, before the replica runs: node 2 leads a later term.
+        let mut heartbeat = RaftMessage::default();
+        heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+        heartbeat.from = 2;
+        heartbeat.to = 1;
+        heartbeat.term = trio[0].0.raw.raft.term + 1;
+        trio[0].0.step(heartbeat);
+        let (replica, engine) = &mut trio[0];
+        settle(replica, engine);
+        match bought.try_recv() {
+            Ok(Err(NodeError::NotLeader { leader_id, .. })) => assert_eq!(leader_id, Some(2)),
+            other => panic!("expected NOT_LEADER naming node 2, got {other:?}"),
+        }
+        assert!(replica.raw.raft.msgs.iter().all(|m| m.get_msg_type() != MessageType::MsgPropose));
+        assert_eq!(replica.status().pending_proposals, 0);
     }
 
     /// Processes, syncing whenever asked, until the replica has nothing left to do.
