@@ -21,8 +21,9 @@ use crate::store::Store;
 pub(crate) fn apply_once(store: &mut dyn Store, delivery: &EffectDelivery) -> EffectResult {
     let effect = &delivery.effect;
     let (home, index, position) = parse_tx_id(&effect.id).expect("effect ids are validated before apply");
-    let fence = book::inbox_fence(store, home);
-    let result = if index < fence {
+    let mut head = book::InboxHead::read(store, home);
+    let mut head_changed = false;
+    let result = if index < head.fence {
         EffectResult::Forgotten
     } else {
         let slot = book::InboxSlot::read(store, home, index, position);
@@ -31,12 +32,12 @@ pub(crate) fn apply_once(store: &mut dyn Store, delivery: &EffectDelivery) -> Ef
             None => {
                 // Applying the effect writes its account and the totals, never an inbox page.
                 let result = apply_here(store, effect);
-                slot.keep(store, &result);
+                head_changed = slot.keep(store, &result, &mut head);
                 result
             }
         }
     };
-    book::forget_inbox(store, home, fence, delivery.completed_below);
+    book::forget_inbox(store, home, &mut head, delivery.completed_below, head_changed);
     result
 }
 
