@@ -95,7 +95,8 @@ pub fn outbox_of(effect_id: &str) -> Vec<u8> {
 /// (`MAX_ENTRY_COMMANDS` each).
 pub const INBOX_PAGE_INDEXES: u64 = 2;
 
-/// The tx index below which effects from `home` are forgotten (completed at home).
+/// The inbox head of `home` (`book::InboxHead`): the tx index below which its effects are
+/// forgotten (completed at home), and which of its inbox pages exist.
 pub fn inbox_fence(home: u32) -> Vec<u8> {
     [&b"ibf/"[..], &home.to_be_bytes()].concat()
 }
