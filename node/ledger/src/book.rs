@@ -204,6 +204,11 @@ impl InboxPage {
 /// the scan reads past every page deletion the replica's state cache holds until its next
 /// flush; looking each page number up by key instead still cost 2.4% in lookups of pages that
 /// never existed (entries that sent nothing to this shard).
+///
+/// The list stays short while the home completes its effects (pages above the fence are those
+/// of effects in flight). An effect of the home that cannot complete holds its fence back at
+/// every target; past [`INBOX_HEAD_PAGES_MAX`] pages the list is dropped and raises scan, as
+/// before, until the pages are gone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct InboxHead {
     pub fence: u64,
@@ -212,6 +217,9 @@ pub(crate) struct InboxHead {
     /// may have left pages and no record). The next raise of the fence scans for them.
     pub pages: Option<Vec<u64>>,
 }
+
+/// Pages an inbox head lists at most.
+const INBOX_HEAD_PAGES_MAX: usize = 1_024;
 
 impl InboxHead {
     pub(crate) fn read(store: &dyn Store, home: u32) -> Self {
@@ -234,6 +242,12 @@ impl InboxHead {
         let Some(pages) = &mut self.pages else { return false };
         match pages.binary_search(&page) {
             Ok(_) => false,
+            Err(_) if pages.len() >= INBOX_HEAD_PAGES_MAX => {
+                // The home's fence is held back (an effect of it to some shard is stuck):
+                // forget the list rather than rewrite a long one on every delivery.
+                self.pages = None;
+                true
+            }
             Err(at) => {
                 pages.insert(at, page);
                 true
@@ -310,7 +324,7 @@ pub(crate) fn forget_inbox(store: &mut dyn Store, home: u32, head: &mut InboxHea
                         kept.push(page);
                     }
                 }
-                head.pages = Some(kept);
+                head.pages = (kept.len() < INBOX_HEAD_PAGES_MAX).then_some(kept);
             }
         }
     } else if !changed {
@@ -449,6 +463,21 @@ mod tests {
         assert!(inbox_pages(&store, 3).is_empty());
         assert_eq!(InboxHead::read(&store, 3), InboxHead { fence: 1_000, pages: Some(Vec::new()) });
         assert_eq!(inbox_pages(&store, 4), vec![page(11)], "another home's pages are its own");
+    }
+
+    #[test]
+    fn a_fence_held_back_drops_the_page_list_and_a_raise_scans_again() {
+        let mut store = MemStore::new();
+        let indexes = INBOX_HEAD_PAGES_MAX as u64 * keys::INBOX_PAGE_INDEXES;
+        deliver(&mut store, 3, 0, 1);
+        for index in 1..=indexes {
+            deliver(&mut store, 3, index, 1);
+        }
+        assert_eq!(InboxHead::read(&store, 3), InboxHead { fence: 1, pages: None }, "too many pages to list");
+        assert_eq!(inbox_pages(&store, 3).len(), INBOX_HEAD_PAGES_MAX + 1);
+        deliver(&mut store, 3, indexes + 1, indexes - 3);
+        assert_eq!(InboxHead::read(&store, 3).pages, Some(inbox_pages(&store, 3)), "listed again once few");
+        assert_eq!(inbox_pages(&store, 3).first(), Some(&keys::inbox_page_of(indexes - 3)));
     }
 
     #[test]
