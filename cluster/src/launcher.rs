@@ -687,16 +687,24 @@ mod tests {
 
         // The main thread exits (a zombie) while another thread still runs: not finished.
         let script = "import ctypes, threading, time\n\
-                      threading.Thread(target=time.sleep, args=(1.5,)).start()\n\
+                      threading.Thread(target=time.sleep, args=(4.0,)).start()\n\
                       time.sleep(0.2)\n\
                       ctypes.CDLL(None).pthread_exit(None)\n";
         let Ok(mut py) = std::process::Command::new("python3").args(["-c", script]).spawn() else {
             eprintln!("no python3 here: the zombie-main-thread case is not checked");
             return;
         };
-        std::thread::sleep(Duration::from_millis(700));
-        let leader = fs::read_to_string(format!("/proc/{}/stat", py.id())).unwrap();
-        assert!(leader.rsplit_once(')').unwrap().1.trim_start().starts_with('Z'), "the main thread is a zombie: {leader}");
+        // Polled, not slept for: python's start-up alone can take most of a second on a
+        // loaded machine (a fixed 0.7 s wait saw the main thread still sleeping).
+        let started = Instant::now();
+        let leader = loop {
+            let leader = fs::read_to_string(format!("/proc/{}/stat", py.id())).unwrap();
+            if leader.rsplit_once(')').unwrap().1.trim_start().starts_with('Z') {
+                break leader;
+            }
+            assert!(started.elapsed() < Duration::from_secs(3), "the main thread never became a zombie: {leader}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
         assert!(is_dead_stat(&leader));
         assert!(!exit_finished(py.id()), "a thread still runs, holding the process's files");
         py.wait().unwrap();
