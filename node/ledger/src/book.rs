@@ -210,19 +210,19 @@ impl InboxPage {
 /// every target; past [`INBOX_HEAD_PAGES_MAX`] pages the list is dropped and raises scan, as
 /// before, until the pages are gone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct InboxHead {
-    pub fence: u64,
+struct InboxHead {
+    fence: u64,
     /// The page numbers that exist, ascending; all are at or above the fence's page. None
     /// while not known: no record yet, or a bare fence written by an earlier build (which
     /// may have left pages and no record). The next raise of the fence scans for them.
-    pub pages: Option<Vec<u64>>,
+    pages: Option<Vec<u64>>,
 }
 
 /// Pages an inbox head lists at most.
 const INBOX_HEAD_PAGES_MAX: usize = 1_024;
 
 impl InboxHead {
-    pub(crate) fn read(store: &dyn Store, home: u32) -> Self {
+    fn read(store: &dyn Store, home: u32) -> Self {
         let key = keys::inbox_fence(home);
         match store.get(&key) {
             None => Self { fence: 0, pages: None },
@@ -291,7 +291,7 @@ impl InboxSlot {
     /// Keeps `result` for this effect in its page, and notes in `head` a page it creates;
     /// returns whether `head` changed. The page must not have changed since
     /// [`InboxSlot::read`]: only deliveries from `home` write it, one at a time.
-    pub(crate) fn keep(self, store: &mut dyn Store, result: &EffectResult, head: &mut InboxHead) -> bool {
+    fn keep(self, store: &mut dyn Store, result: &EffectResult, head: &mut InboxHead) -> bool {
         let created = self.page.is_none() && head.page_created(keys::inbox_page_of(self.index));
         let page = InboxPage::insert(&self.key, self.page.unwrap_or_default(), self.index, self.position, result);
         store.put(&self.key, page);
@@ -299,38 +299,71 @@ impl InboxSlot {
     }
 }
 
-/// Raises the fence of `home` to `completed_below` and deletes the pages wholly below it;
-/// then writes `head` if this or the delivery before changed it (`changed`).
-pub(crate) fn forget_inbox(store: &mut dyn Store, home: u32, head: &mut InboxHead, completed_below: u64, changed: bool) {
-    if completed_below > head.fence {
-        head.fence = completed_below;
-        let first_kept = keys::inbox_page_of(completed_below);
-        match &mut head.pages {
-            Some(pages) => {
-                let below = pages.partition_point(|&page| page < first_kept);
-                for page in pages.drain(..below) {
-                    store.delete(&keys::inbox_page(home, page));
-                }
-            }
+/// One delivery from `home` of the effect at `index`/`position`, deduplicated by the inbox:
+/// `Forgotten` below the fence, the kept result if it was applied before, else what `apply`
+/// returns (it writes the effect's account and totals, never the inbox), which is kept. Then
+/// the fence is raised to `completed_below` and the inbox head written if it changed.
+pub(crate) fn deliver_once(
+    store: &mut dyn Store,
+    home: u32,
+    index: u64,
+    position: u32,
+    completed_below: u64,
+    apply: impl FnOnce(&mut dyn Store) -> EffectResult,
+) -> EffectResult {
+    let mut head = InboxHead::read(store, home);
+    let mut head_changed = false;
+    let result = if index < head.fence {
+        EffectResult::Forgotten
+    } else {
+        let slot = InboxSlot::read(store, home, index, position);
+        match slot.kept() {
+            Some(kept) => kept,
             None => {
-                // Once per home: every page there is (only those at or above the fence's page
-                // are ever kept, so they are few).
-                let mut kept = Vec::new();
-                for (key, _) in store.scan(&keys::inbox_prefix(home), usize::MAX) {
-                    let page = keys::page_of_inbox_key(home, &key);
-                    if page < first_kept {
-                        store.delete(&key);
-                    } else {
-                        kept.push(page);
-                    }
-                }
-                head.pages = (kept.len() < INBOX_HEAD_PAGES_MAX).then_some(kept);
+                let result = apply(store);
+                head_changed = slot.keep(store, &result, &mut head);
+                result
             }
         }
-    } else if !changed {
-        return;
+    };
+    head_changed |= forget_inbox(store, home, &mut head, completed_below);
+    if head_changed {
+        head.write(store, home);
     }
-    head.write(store, home);
+    result
+}
+
+/// Raises the fence in `head` to `completed_below` and deletes the pages wholly below it;
+/// returns whether the fence moved.
+fn forget_inbox(store: &mut dyn Store, home: u32, head: &mut InboxHead, completed_below: u64) -> bool {
+    if completed_below <= head.fence {
+        return false;
+    }
+    head.fence = completed_below;
+    let first_kept = keys::inbox_page_of(completed_below);
+    match &mut head.pages {
+        Some(pages) => {
+            let below = pages.partition_point(|&page| page < first_kept);
+            for page in pages.drain(..below) {
+                store.delete(&keys::inbox_page(home, page));
+            }
+        }
+        None => {
+            // Once per home: every page there is (only those at or above the fence's page
+            // are ever kept, so they are few).
+            let mut kept = Vec::new();
+            for (key, _) in store.scan(&keys::inbox_prefix(home), usize::MAX) {
+                let page = keys::page_of_inbox_key(home, &key);
+                if page < first_kept {
+                    store.delete(&key);
+                } else {
+                    kept.push(page);
+                }
+            }
+            head.pages = (kept.len() < INBOX_HEAD_PAGES_MAX).then_some(kept);
+        }
+    }
+    true
 }
 
 pub(crate) fn totals(store: &dyn Store) -> ShardTotals {
@@ -417,18 +450,9 @@ mod tests {
         store.map.keys().filter(|k| k.starts_with(&prefix)).map(|k| keys::page_of_inbox_key(home, k)).collect()
     }
 
-    /// One delivery from `home` of the effect at `index`, as `effect::apply_once` drives the
-    /// inbox: kept unless below the fence or kept already, then the fence raised.
+    /// One delivery from `home` of the effect at `index`, whose result is `result_for`.
     fn deliver(store: &mut MemStore, home: u32, index: u64, completed_below: u64) {
-        let mut head = InboxHead::read(store, home);
-        let mut changed = false;
-        if index >= head.fence {
-            let slot = InboxSlot::read(store, home, index, 0);
-            if slot.kept().is_none() {
-                changed = slot.keep(store, &result_for(index, 0), &mut head);
-            }
-        }
-        forget_inbox(store, home, &mut head, completed_below, changed);
+        deliver_once(store, home, index, 0, completed_below, |_| result_for(index, 0));
     }
 
     /// What an earlier build left: pages of `home` and, if any, the fence as a bare number.

@@ -21,24 +21,7 @@ use crate::store::Store;
 pub(crate) fn apply_once(store: &mut dyn Store, delivery: &EffectDelivery) -> EffectResult {
     let effect = &delivery.effect;
     let (home, index, position) = parse_tx_id(&effect.id).expect("effect ids are validated before apply");
-    let mut head = book::InboxHead::read(store, home);
-    let mut head_changed = false;
-    let result = if index < head.fence {
-        EffectResult::Forgotten
-    } else {
-        let slot = book::InboxSlot::read(store, home, index, position);
-        match slot.kept() {
-            Some(kept) => kept,
-            None => {
-                // Applying the effect writes its account and the totals, never an inbox page.
-                let result = apply_here(store, effect);
-                head_changed = slot.keep(store, &result, &mut head);
-                result
-            }
-        }
-    };
-    book::forget_inbox(store, home, &mut head, delivery.completed_below, head_changed);
-    result
+    book::deliver_once(store, home, index, position, delivery.completed_below, |store| apply_here(store, effect))
 }
 
 /// Applies an effect to its account, without deduplication: for a delivery that is not a
