@@ -33,6 +33,10 @@ use rand::{Rng, SeedableRng};
 use raft::prelude::Message as RaftMessage;
 use tokio::sync::oneshot;
 
+/// The node's allocator (`src/main.rs`): with glibc's malloc the profile would be another one.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const NODES: u64 = 3;
 const TICK_MS: u64 = 100;
 /// Simulated time starts here (2026-01-01T00:00:00Z), so timestamps look real.
