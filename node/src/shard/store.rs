@@ -35,6 +35,10 @@ pub struct StateCache {
     /// walking its tree: one engine lookup per command for a value that hardly ever changes.
     /// Kept current by [`StateCache::record`], dropped by [`StateCache::clear`].
     rate_current: OnceCell<Option<Vec<u8>>>,
+    /// The last page of the shard's request records, once read (`request_pages::Tail`): kept
+    /// current by [`StateCache::drain_into`], the only writer of pages, dropped by
+    /// [`StateCache::clear`].
+    request_tail: OnceCell<Option<request_pages::Tail>>,
 }
 
 impl StateCache {
@@ -56,6 +60,7 @@ impl StateCache {
         self.bytes = 0;
         self.outbox = None;
         self.rate_current = OnceCell::new();
+        self.request_tail = OnceCell::new();
     }
 
     pub fn outbox_loaded(&self) -> bool {
@@ -95,7 +100,9 @@ impl StateCache {
                 None => batch.delete(full),
             }
         }
-        request_pages::merge(engine, prefix, &requests, batch).unwrap_or_else(|e| fatal(e));
+        if let Some(tail) = request_pages::merge(engine, prefix, &requests, batch).unwrap_or_else(|e| fatal(e)) {
+            self.request_tail = OnceCell::from(Some(tail));
+        }
         self.bytes = 0;
     }
 
@@ -227,6 +234,11 @@ impl Store for EngineStore<'_> {
             return buffered.clone();
         }
         if let Some(id) = key.strip_prefix(ledger::keys::REQUEST_PREFIX) {
+            let tail = cache.request_tail.get_or_init(|| request_pages::last_page(self.engine, self.prefix).unwrap_or_else(|e| fatal(e)));
+            let Some(tail) = tail else { return None }; // no page at all
+            if let Some(found) = tail.get(id).unwrap_or_else(|e| fatal(e)) {
+                return found;
+            }
             return request_pages::get(self.engine, self.prefix, id).unwrap_or_else(|e| fatal(e));
         }
         let from_engine = || self.engine.get(&self.full_key(key)).unwrap_or_else(|e| fatal(e));
