@@ -305,7 +305,8 @@ impl Harness {
         }
     }
 
-    fn last_index(&self) -> u64 {
+    /// Entries applied by node 1 over all its shards (the leader of each).
+    fn applied_entries(&self) -> u64 {
         self.nodes[0].replicas.iter().map(|r| r.status().applied_index).sum()
     }
 }
@@ -323,13 +324,13 @@ fn main() {
         assert_eq!(h.submit(chunk.to_vec()), 0, "seeding purchases are accepted");
     }
     h.finish();
-    let entries_before = h.last_index();
+    let entries_before = h.applied_entries();
     let syncs_before = h.syncs;
 
     let started = Instant::now();
     let refused = measure_gifts(&mut h, &args, &user);
     let elapsed_s = started.elapsed().as_secs_f64();
-    let entries = h.last_index() - entries_before;
+    let entries = h.applied_entries() - entries_before;
     let syncs = h.syncs - syncs_before;
     println!(
         "replica_cost gifts={} refused={refused} shards={} entries={entries} syncs={syncs} ticks={} wall_s={elapsed_s:.2} us_per_gift={:.1}",

@@ -13,15 +13,16 @@ use crate::rates::RateCard;
 use crate::store::Store;
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    encode_onto(value, Vec::new())
+    encode_onto(value, Vec::new(), 0)
 }
 
-/// Appends the postcard encoding of `value` to `buf`, growing it once to the exact size.
-/// postcard's own vector grows by doubling as it writes: about 80 reallocations per gift
-/// across the replicas of a cluster (a tenth of their instructions in `replica_cost`).
-pub(crate) fn encode_onto<T: Serialize + ?Sized>(value: &T, mut buf: Vec<u8>) -> Vec<u8> {
+/// Appends the postcard encoding of `value` to `buf`, growing it once: to the exact size, plus
+/// `room` bytes the caller adds next. postcard's own vector grows by doubling as it writes:
+/// about 80 reallocations per gift across the replicas of a cluster (a tenth of their
+/// instructions in `replica_cost`).
+pub(crate) fn encode_onto<T: Serialize + ?Sized>(value: &T, mut buf: Vec<u8>, room: usize) -> Vec<u8> {
     let len = postcard::experimental::serialized_size(value).expect("ledger records always encode");
-    buf.reserve_exact(len);
+    buf.reserve_exact(len + room);
     postcard::to_extend(value, buf).expect("ledger records always encode")
 }
 
@@ -88,8 +89,7 @@ pub(crate) fn save_account(store: &mut dyn Store, before: &Account, after: &mut 
     entry.diamonds_after = after.diamonds;
     entry.diamonds_held_after = after.diamonds_held;
     let open_page = append_history(store, &after.id, &entry);
-    let account_len = postcard::experimental::serialized_size(&*after).expect("an account always encodes");
-    let mut record = encode_onto(&*after, Vec::with_capacity(account_len + open_page.len()));
+    let mut record = encode_onto(&*after, Vec::new(), open_page.len());
     record.extend_from_slice(&open_page);
     store.put(&keys::account(&after.id), record);
 }
@@ -105,7 +105,7 @@ fn append_history(store: &mut dyn Store, account: &str, entry: &HistoryEntry) ->
     let page = open_history_page(store, account);
     let starts_page = (entry.seq - 1).is_multiple_of(keys::HISTORY_PAGE_ENTRIES);
     assert!(!starts_page || page.is_empty(), "account {account}: history entry {} starts a page, but the open page is not empty", entry.seq);
-    let page = encode_onto(entry, page);
+    let page = encode_onto(entry, page, 0);
     if entry.seq.is_multiple_of(keys::HISTORY_PAGE_ENTRIES) {
         store.put(&keys::history_page(account, keys::history_page_of(entry.seq)), page);
         Vec::new()
@@ -197,12 +197,13 @@ impl InboxPage {
         new_row[..Self::ID_BYTES].copy_from_slice(&id);
         new_row[Self::ID_BYTES..].copy_from_slice(&offset.to_be_bytes());
         let at = Self::COUNT_BYTES + row * Self::ROW_BYTES;
-        let result_len = postcard::experimental::serialized_size(result).expect("an effect result always encodes");
-        page.reserve_exact(Self::ROW_BYTES + result_len);
+        // The result goes at the end, then its row into the rows area: the offset is relative
+        // to the results area, which the row moves with it, and the page grows only once.
+        let mut page = encode_onto(result, page, Self::ROW_BYTES);
         page.splice(at..at, new_row);
         let count = u32::try_from(count + 1).expect("rows fit a u32");
         page[..Self::COUNT_BYTES].copy_from_slice(&count.to_be_bytes());
-        encode_onto(result, page)
+        page
     }
 }
 
