@@ -27,7 +27,9 @@
 //! `ops.rs` (one method per RPC), `request_id.rs` (idempotency ids), `batch.rs`
 //! (`submit_batch`: many commands, per-command retries), `batcher.rs` (opt-in automatic
 //! batching of concurrent calls, [`ClientConfig::batching`]), `route.rs` (shard-aware
-//! routing: each call starts at its home shard's leader, [`ClientConfig::routing`]).
+//! routing: each call starts at its home shard's leader, [`ClientConfig::routing`]),
+//! `workload.rs` (the load generator's workloads and ids, shared by `coinctl bench` and the
+//! node's in-process cost harness).
 
 pub mod proto {
     //! Code generated from ledger.proto and admin.proto (messages, clients, and servers for
@@ -44,6 +46,7 @@ mod ops;
 mod request_id;
 mod retry;
 mod route;
+pub mod workload;
 
 pub use batch::{fill_command_request_id, BatchOutcome, BATCH_COMMANDS_MAX};
 pub use batcher::{BatchConfig, LANE_BATCHES_IN_FLIGHT, LANE_SEATS_MAX, LINGER_US_MAX};

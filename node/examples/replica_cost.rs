@@ -28,8 +28,7 @@ use clap::Parser;
 use coinledger_node::ledger::{self, Applied, Command, CompleteEffect, Layout, Outcome};
 use coinledger_node::shard::replica::{Clock, Output, RaftTiming, Replica, ReplicaConfig};
 use coinledger_node::storage::{Engine, SharedEngine, SledEngine};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use coinledger_client::workload::{Generator, IdSequence, Names, Op, Shape, Workload};
 use raft::prelude::Message as RaftMessage;
 use tokio::sync::oneshot;
 
@@ -58,11 +57,19 @@ struct Args {
     /// Sender accounts, seeded by purchases first.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     accounts: u64,
-    /// Creators, chosen by zipf(--zipf) popularity; 1 is the hot-one workload.
+    /// Creators (gift-storm draws them by zipf(--zipf) popularity).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     creators: u64,
     #[arg(long, default_value_t = 1.1)]
     zipf: f64,
+    /// Gift workload of `coinctl bench` (mixed is not a gift workload, and is refused).
+    #[arg(long, value_enum, default_value_t = Workload::GiftStorm)]
+    workload: Workload,
+    /// Client tasks whose gifts interleave, each with its own generator and request id
+    /// sequence, as `coinctl bench --clients` (16 sequences: every shard takes new request
+    /// ids at 16 places of its index).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4_096))]
+    tasks: u64,
     /// Gifts proposed between two rounds of replication. 512 over 16 shards makes entries of
     /// 32 commands, about what the cluster makes under 16 clients of 256 (150,000 batched
     /// gifts took 4,600-4,800 entries there).
@@ -76,30 +83,6 @@ struct Args {
     cache_mb: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-/// Popularity rank sampler: P(rank k) proportional to 1 / (k + 1)^s.
-struct Zipf {
-    cumulative: Vec<f64>,
-}
-
-impl Zipf {
-    fn new(n: u64, s: f64) -> Zipf {
-        let mut total = 0.0;
-        let mut cumulative: Vec<f64> = (0..n)
-            .map(|k| {
-                total += 1.0 / ((k + 1) as f64).powf(s);
-                total
-            })
-            .collect();
-        cumulative.iter_mut().for_each(|c| *c /= total);
-        Zipf { cumulative }
-    }
-
-    fn sample(&self, rng: &mut StdRng) -> u64 {
-        let u: f64 = rng.gen();
-        self.cumulative.partition_point(|&c| c < u).min(self.cumulative.len() - 1) as u64
-    }
 }
 
 struct SimNode {
@@ -313,12 +296,20 @@ impl Harness {
 
 fn main() {
     let args = Args::parse();
+    if args.workload == Workload::Mixed {
+        eprintln!("replica_cost: --workload mixed is not a gift workload (use gift-storm, hot-one or uniform)");
+        std::process::exit(2);
+    }
     let mut h = Harness::open(&args);
     h.elect();
 
-    let user = |i: u64| format!("u{i}");
+    // The bench's names: a run prefix, `u<i>` senders and `c<j>` creators.
+    let names = Names { prefix: "b19a2f3c4d5e-".into() };
     let seeding: Vec<Command> = (0..args.accounts)
-        .map(|i| ledger::sim::purchase_cmd(&format!("seed-{i}"), &user(i), "50", "USD", &format!("pay-{i}")))
+        .map(|i| {
+            let id = format!("{}seed-{i}", names.prefix);
+            ledger::sim::purchase_cmd(&id, &names.user(i as usize), "50", "USD", &id)
+        })
         .collect();
     for chunk in seeding.chunks(args.round_gifts as usize) {
         assert_eq!(h.submit(chunk.to_vec()), 0, "seeding purchases are accepted");
@@ -328,14 +319,16 @@ fn main() {
     let syncs_before = h.syncs;
 
     let started = Instant::now();
-    let refused = measure_gifts(&mut h, &args, &user);
+    let refused = measure_gifts(&mut h, &args, &names);
     let elapsed_s = started.elapsed().as_secs_f64();
     let entries = h.applied_entries() - entries_before;
     let syncs = h.syncs - syncs_before;
     println!(
-        "replica_cost gifts={} refused={refused} shards={} entries={entries} syncs={syncs} ticks={} wall_s={elapsed_s:.2} us_per_gift={:.1}",
+        "replica_cost gifts={} refused={refused} shards={} workload={:?} tasks={} entries={entries} syncs={syncs} ticks={} wall_s={elapsed_s:.2} us_per_gift={:.1}",
         args.gifts,
         args.shards,
+        args.workload,
+        args.tasks,
         h.ticks,
         elapsed_s * 1e6 / args.gifts as f64,
     );
@@ -351,17 +344,26 @@ fn main() {
 /// The measured phase: `--gifts` gifts, their effects and completions. Not inlined, so that
 /// callgrind can count from its start (`--zero-before=*measure_gifts*`).
 #[inline(never)]
-fn measure_gifts(h: &mut Harness, args: &Args, user: &dyn Fn(u64) -> String) -> u64 {
-    let zipf = Zipf::new(args.creators, args.zipf);
-    let mut rng = StdRng::seed_from_u64(args.seed);
+fn measure_gifts(h: &mut Harness, args: &Args, names: &Names) -> u64 {
+    let shape = Shape {
+        workload: args.workload,
+        accounts: args.accounts as usize,
+        creators: args.creators as usize,
+        zipf_s: args.zipf,
+    };
+    let mut tasks: Vec<(Generator, IdSequence)> = (0..args.tasks)
+        .map(|t| (Generator::new(shape, args.seed, t), IdSequence::for_task(&names.prefix, t)))
+        .collect();
     let (mut sent, mut refused, mut since_tick) = (0u64, 0u64, 0u64);
     while sent < args.gifts {
         let n = args.round_gifts.min(args.gifts - sent);
         let gifts: Vec<Command> = (0..n)
             .map(|k| {
-                let sender = user(rng.gen_range(0..args.accounts));
-                let creator = format!("c{}", zipf.sample(&mut rng));
-                ledger::sim::gift_cmd(&format!("g{:012}", sent + k), &sender, &creator, GIFT_ID, 1)
+                let (generator, ids) = &mut tasks[((sent + k) % args.tasks) as usize];
+                let Op::Gift { sender, creator } = generator.next_op() else {
+                    unreachable!("gift workloads draw gifts only")
+                };
+                ledger::sim::gift_cmd(&ids.next_id(), &names.user(sender), &names.creator(creator), GIFT_ID, 1)
             })
             .collect();
         refused += h.submit(gifts);

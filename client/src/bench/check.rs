@@ -9,7 +9,7 @@ use coinledger_client::{Client, ClientError};
 use tokio::task::JoinSet;
 
 use super::stats::Stats;
-use super::workload::Names;
+use coinledger_client::workload::Names;
 
 /// How long the check waits for pending cross-shard effects to drain.
 pub const DRAIN_WAIT_MAX: Duration = Duration::from_secs(10);

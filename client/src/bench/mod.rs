@@ -4,7 +4,7 @@
 //!
 //! `coinledger gifts/s=<n> p50_ms=<x> p99_ms=<y> p999_ms=<z> errors=<n>`
 //!
-//! Files: `workload.rs` (pure generators), `seed.rs`, `task.rs` (one client task), `stats.rs`,
+//! Files: `seed.rs`, `task.rs` (one client task), `stats.rs`,
 //! `check.rs` (audit and per-creator diamonds), `report.rs` (everything printed).
 //!
 //! It has its own argument parser because its `--json FILE` differs from coinctl's global
@@ -15,7 +15,6 @@ mod report;
 mod seed;
 mod stats;
 mod task;
-mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +30,7 @@ use tokio::time::Instant;
 use crate::cli::args::DEFAULT_ENDPOINTS;
 use stats::Stats;
 use task::{lock, Plan, Task};
-use workload::{Generator, Names, Shape, Workload, CREATORS_MAX};
+use coinledger_client::workload::{Generator, IdSequence, Names, Shape, Workload, CREATORS_MAX};
 
 /// Seeding purchase per sender, in USD (capped at the currency's published maximum): at 0.01
 /// USD per coin plus the 10% bulk bonus that is 550,000 coins, far more than a run spends.
@@ -186,7 +185,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
         let task = Task::new(
             plan.clone(),
             Generator::new(shape, seed, t),
-            format!("{}{t}-", names.prefix),
+            IdSequence::for_task(&names.prefix, t),
         );
         tasks.spawn(task.run(workload_client.clone(), stats.clone(), end, args.gifts));
     }

@@ -10,7 +10,7 @@ use coinledger_client::proto::ErrorCode;
 use coinledger_client::{Client, ClientError};
 use tokio::task::JoinSet;
 
-use super::workload::Names;
+use coinledger_client::workload::Names;
 
 /// Purchases per seeding SubmitBatch.
 pub const SEED_BATCH: usize = 1_024;

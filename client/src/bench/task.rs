@@ -10,7 +10,7 @@ use coinledger_client::{BatchOutcome, Client, ClientError};
 use tokio::time::Instant;
 
 use super::stats::Stats;
-use super::workload::{Generator, Names, Op};
+use coinledger_client::workload::{Generator, IdSequence, Names, Op};
 
 /// What every task needs to turn operations into requests.
 #[derive(Debug, Clone)]
@@ -39,18 +39,16 @@ enum Purpose {
 pub struct Task {
     plan: Arc<Plan>,
     generator: Generator,
-    id_prefix: String,
-    seq: u64,
+    ids: IdSequence,
     follow_ups: Vec<(Command, Purpose)>,
 }
 
 impl Task {
-    pub fn new(plan: Arc<Plan>, generator: Generator, id_prefix: String) -> Task {
+    pub fn new(plan: Arc<Plan>, generator: Generator, ids: IdSequence) -> Task {
         Task {
             plan,
             generator,
-            id_prefix,
-            seq: 0,
+            ids,
             follow_ups: Vec::new(),
         }
     }
@@ -66,14 +64,6 @@ impl Task {
                 self.step_batch(&client, &stats).await;
             }
         }
-    }
-
-    /// The task's next request id. The sequence is zero-padded so that a task's ids grow in
-    /// byte order too: the node's request index then takes them at its end, as it does the
-    /// time-ordered ids of the client library (see `request_id.rs`).
-    fn request_id(&mut self) -> String {
-        self.seq += 1;
-        format!("{}{:012}", self.id_prefix, self.seq)
     }
 
     /// The command for `op`, or None for a read.
@@ -118,7 +108,7 @@ impl Task {
 
     /// Gives the command a fresh request id (and a purchase its unique payment reference).
     fn with_ids(&mut self, mut command: Command, purpose: Purpose) -> (Command, Purpose) {
-        let id = self.request_id();
+        let id = self.ids.next_id();
         match &mut command {
             Command::Purchase(r) => {
                 r.payment_ref = format!("pay-{id}");

@@ -1,5 +1,8 @@
-//! The workloads as pure generators: a seeded RNG in, a stream of operations out. Nothing here
-//! talks to a node, so a seed reproduces a run's sequence exactly and the mixes can be tested.
+//! The workloads of `coinctl bench` as pure generators: a seeded RNG in, a stream of
+//! operations and request ids out. Nothing here talks to a node, so a seed reproduces a run's
+//! sequence exactly, the mixes can be tested, and a harness that drives replicas in-process
+//! (`node/examples/replica_cost.rs`) offers them the same accounts, creators and ids as the
+//! bench offers a cluster.
 //!
 //! Accounts are `<prefix>u<i>` (senders, who hold coins) and `<prefix>c<j>` (creators, who
 //! receive diamonds): disjoint, so a gift is never a self-gift.
@@ -139,6 +142,32 @@ impl Names {
     }
 }
 
+/// One client task's request ids: `<prefix><seq>`, the sequence zero-padded to 12 digits so
+/// that a task's ids grow in byte order too. A node's request index then takes each task's ids
+/// at one end of its range, as it does the time-ordered ids of the client library
+/// (`request_id.rs`); a run of 16 tasks writes its new ids at 16 places of each shard's index.
+#[derive(Debug, Clone)]
+pub struct IdSequence {
+    prefix: String,
+    seq: u64,
+}
+
+impl IdSequence {
+    pub fn new(prefix: String) -> IdSequence {
+        IdSequence { prefix, seq: 0 }
+    }
+
+    /// The prefix of task `task` in a run whose account names start with `run_prefix`.
+    pub fn for_task(run_prefix: &str, task: u64) -> IdSequence {
+        IdSequence::new(format!("{run_prefix}{task}-"))
+    }
+
+    pub fn next_id(&mut self) -> String {
+        self.seq += 1;
+        format!("{}{:012}", self.prefix, self.seq)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +231,14 @@ mod tests {
         assert!(near(share(|o| matches!(o, Op::Purchase { .. })), 0.20));
         assert!(near(share(|o| matches!(o, Op::CashOut { .. })), 0.05));
         assert!(near(share(|o| matches!(o, Op::Read { .. })), 0.05));
+    }
+
+    #[test]
+    fn a_task_ids_grow_in_byte_order() {
+        let mut ids = IdSequence::for_task("b1-", 3);
+        let drawn: Vec<String> = (0..1_001).map(|_| ids.next_id()).collect();
+        assert_eq!(drawn[0], "b1-3-000000000001");
+        assert!(drawn.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
