@@ -42,8 +42,10 @@ struct NodeMeta {
 /// pages per home shard behind a fence (`ibx/`, `ibf/`) instead of a key per effect; format 4
 /// kept each account's last, partly filled history page under `hop/` until it was full;
 /// format 5 keeps that page in the account's own record (`acct/`); format 6 keeps inbox pages
-/// of 2 home indexes instead of 64, as sorted rows with their results (binary-searched).
-const STORAGE_FORMAT: u32 = 6;
+/// of 2 home indexes instead of 64, as sorted rows with their results (binary-searched);
+/// format 7 keeps request records in pages of about 64 (`rqp/`, see `shard/request_pages.rs`)
+/// instead of a key each (`req/`).
+const STORAGE_FORMAT: u32 = 7;
 
 fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
     let want = NodeMeta { node_id: cfg.id, shard_count: cfg.shards };

@@ -10,7 +10,7 @@
 //! | `ratecur`                             | RateCard in force | replaced by each new card |
 //! | `pref/{payment_ref}`                  | PaymentRecord    | for ever  |
 //! | `pout/{payout_id}`                    | Payout           | for ever  |
-//! | `req/{request_id}`                    | RequestRecord    | for ever  |
+//! | `req/{request_id}`                    | RequestRecord (the node stores them ~64 to a key, `rqp/`) | for ever  |
 //! | `obx/{index:be64}{position:be32}`     | OutboxRecord     | until completed; written once, by the entry at that index |
 //! | `ibf/{home:be32}`                     | u64 fence        | for ever (one per home shard) |
 //! | `ibx/{home:be32}{page:be64}`          | sorted rows + results | until the home completed them |
@@ -64,8 +64,12 @@ pub fn payout(payout_id: &str) -> Vec<u8> {
     key(PAYOUT_PREFIX, payout_id)
 }
 
+/// Request records. The node stores them many to a key (its `shard/request_pages.rs`): a
+/// scan of this prefix sees only those still in its state cache, so the ledger never scans it.
+pub const REQUEST_PREFIX: &[u8] = b"req/";
+
 pub fn request(request_id: &str) -> Vec<u8> {
-    key(b"req/", request_id)
+    key(REQUEST_PREFIX, request_id)
 }
 
 /// Outbox keys sort by commit order, so pending effects are re-driven oldest first.

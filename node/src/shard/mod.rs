@@ -9,6 +9,7 @@ pub mod actor;
 pub mod entry;
 pub mod msg;
 pub mod replica;
+pub mod request_pages;
 pub mod store;
 
 pub use actor::ShardActor;

@@ -551,7 +551,7 @@ impl Replica {
 
     /// Moves the cached state, with the applied index it corresponds to, into `batch`.
     fn flush_state(&mut self, batch: &mut WriteBatch) {
-        self.state.drain_into(&self.prefix, batch);
+        self.state.drain_into(self.engine.as_ref(), &self.prefix, batch);
         batch.put(keys::applied_index(self.cfg.shard), self.applied_index.to_be_bytes().to_vec());
         self.flushed_index = self.applied_index;
         self.next_flush_tick = self.ticks + self.cfg.state_flush_ticks;

@@ -10,10 +10,11 @@
 //! command, and an outbox record that is created and cleared within one flush never reaches
 //! the engine at all.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ledger::{self, Store};
+use crate::shard::request_pages;
 use crate::storage::{prefix_end, Engine, WriteBatch};
 
 /// Ledger writes not yet in the engine: key (without the shard prefix) → value, or `None` for
@@ -34,6 +35,10 @@ pub struct StateCache {
     /// walking its tree: one engine lookup per command for a value that hardly ever changes.
     /// Kept current by [`StateCache::record`], dropped by [`StateCache::clear`].
     rate_current: OnceCell<Option<Vec<u8>>>,
+    /// The shard's request pages in use, with the intervals of ids they cover: kept exact by
+    /// [`StateCache::drain_into`], the only writer of pages, dropped by [`StateCache::clear`].
+    /// A cell because a lookup (through a read-only store too) caches the page it read.
+    request_pages: RefCell<request_pages::PageCache>,
 }
 
 impl StateCache {
@@ -55,6 +60,7 @@ impl StateCache {
         self.bytes = 0;
         self.outbox = None;
         self.rate_current = OnceCell::new();
+        self.request_pages.get_mut().clear();
     }
 
     pub fn outbox_loaded(&self) -> bool {
@@ -73,15 +79,28 @@ impl StateCache {
         Some(outbox.first().map_or(applied_index + 1, |key| ledger::keys::index_of_outbox_key(key)))
     }
 
-    /// Moves the cached writes into `batch`, under the shard's `prefix`.
-    pub fn drain_into(&mut self, prefix: &[u8], batch: &mut WriteBatch) {
-        for (key, value) in std::mem::take(&mut self.writes) {
-            let full = prefixed(prefix, &key);
+    /// Moves the cached writes into `batch`, under the shard's `prefix`; request records go
+    /// into their pages (`request_pages.rs`), read from `engine`, which must hold every
+    /// earlier flush of this shard.
+    ///
+    /// # Panics
+    /// On a storage failure reading a page, or a request record deleted: records are kept for ever.
+    pub fn drain_into(&mut self, engine: &dyn Engine, prefix: &[u8], batch: &mut WriteBatch) {
+        let writes = std::mem::take(&mut self.writes);
+        let mut requests: Vec<(&[u8], &[u8])> = Vec::new();
+        for (key, value) in &writes {
+            if let Some(id) = key.strip_prefix(ledger::keys::REQUEST_PREFIX) {
+                let record = value.as_deref().unwrap_or_else(|| panic!("request record {key:?} deleted"));
+                requests.push((id, record));
+                continue;
+            }
+            let full = prefixed(prefix, key);
             match value {
-                Some(v) => batch.put(full, v),
+                Some(v) => batch.put(full, v.clone()),
                 None => batch.delete(full),
             }
         }
+        self.request_pages.get_mut().merge(engine, prefix, &requests, batch).unwrap_or_else(|e| fatal(e));
         self.bytes = 0;
     }
 
@@ -212,6 +231,9 @@ impl Store for EngineStore<'_> {
         if let Some(buffered) = cache.writes.get(key) {
             return buffered.clone();
         }
+        if let Some(id) = key.strip_prefix(ledger::keys::REQUEST_PREFIX) {
+            return cache.request_pages.borrow_mut().get(self.engine, self.prefix, id).unwrap_or_else(|e| fatal(e));
+        }
         let from_engine = || self.engine.get(&self.full_key(key)).unwrap_or_else(|e| fatal(e));
         if key == ledger::keys::RATE_CURRENT {
             return cache.rate_current.get_or_init(from_engine).clone();
@@ -256,7 +278,7 @@ mod tests {
         store.put(b"k/z", b"1".to_vec());
         assert_eq!(engine.get(b"L\0\0\0\x01k/z").unwrap(), None);
         let mut batch = WriteBatch::default();
-        cache.drain_into(PREFIX, &mut batch);
+        cache.drain_into(&engine, PREFIX, &mut batch);
         assert!(cache.is_empty() && cache.bytes() == 0);
         engine.write(batch).unwrap();
         assert_eq!(engine.get(b"L\0\0\0\x01k/z").unwrap(), Some(b"1".to_vec()));
@@ -285,7 +307,7 @@ mod tests {
         assert_eq!(cache.keys(), 3);
         assert_eq!(cache.bytes(), 3 + 3 + 3 + 3, "overwritten values are not counted twice");
         let mut batch = WriteBatch::default();
-        cache.drain_into(PREFIX, &mut batch);
+        cache.drain_into(&engine, PREFIX, &mut batch);
         engine.write(batch).unwrap();
         let after = EngineStore::read_only(&engine, PREFIX, &cache);
         assert_eq!(after.scan(b"a/", 10), vec![(b"a/1".to_vec(), b"new".to_vec())]);
@@ -305,7 +327,7 @@ mod tests {
         store.put(b"acct/x", b"a".to_vec());
         assert_eq!(cache.completed_below(10), Some(7));
         let mut batch = WriteBatch::default();
-        cache.drain_into(PREFIX, &mut batch);
+        cache.drain_into(&engine, PREFIX, &mut batch);
         assert_eq!(cache.completed_below(10), Some(7), "a flush keeps the index");
         let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
         store.delete(&oldest);
@@ -318,7 +340,7 @@ mod tests {
         store.put(&third, b"r".to_vec());
         store.delete(&third);
         let mut batch = WriteBatch::default();
-        cache.drain_into(PREFIX, &mut batch);
+        cache.drain_into(&engine, PREFIX, &mut batch);
         assert_eq!(batch.ops.len(), 2, "the two flushed records are deleted; one created and deleted within a flush leaves nothing to write");
         cache.clear();
         assert!(!cache.outbox_loaded());
@@ -341,14 +363,14 @@ mod tests {
         let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
         store.put(ledger::keys::RATE_CURRENT, b"v2".to_vec());
         let mut batch = WriteBatch::default();
-        cache.drain_into(PREFIX, &mut batch);
+        cache.drain_into(&engine, PREFIX, &mut batch);
         engine.write(batch).unwrap();
         let view = EngineStore::read_only(&engine, PREFIX, &cache);
         assert_eq!(ledger::Store::get(&view, ledger::keys::RATE_CURRENT), Some(b"v2".to_vec()), "a published card is in force after its flush");
         let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
         store.delete(ledger::keys::RATE_CURRENT);
         let mut batch = WriteBatch::default();
-        cache.drain_into(PREFIX, &mut batch);
+        cache.drain_into(&engine, PREFIX, &mut batch);
         engine.write(batch).unwrap();
         let view = EngineStore::read_only(&engine, PREFIX, &cache);
         assert_eq!(ledger::Store::get(&view, ledger::keys::RATE_CURRENT), None);
