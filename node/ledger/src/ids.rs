@@ -55,14 +55,25 @@ pub(crate) fn parse_entry_id(prefix: &str, what: &str, id: &str) -> Result<(u32,
     if id.len() > ENTRY_ID_CHARS_MAX {
         return Err(malformed());
     }
-    let parts: Vec<&str> = id.split('-').collect();
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if parts.len() != 4 || parts[0] != prefix || !parts[1..].iter().all(|p| digits(p)) {
+    // Every command carries or derives such ids (an effect's outbox key, a payout's shard):
+    // parsed in place, with no vector of parts.
+    let mut parts = id.split('-');
+    if parts.next() != Some(prefix) {
         return Err(malformed());
     }
-    let shard = parts[1].parse().map_err(|_| malformed())?;
-    let index = parts[2].parse().map_err(|_| malformed())?;
-    let position = parts[3].parse().map_err(|_| malformed())?;
+    let mut number = |max: u64| -> Result<u64, LedgerError> {
+        let part = parts.next().filter(|p| !p.is_empty()).ok_or_else(malformed)?;
+        part.bytes().try_fold(0u64, |n, b| {
+            let digit = b.is_ascii_digit().then(|| u64::from(b - b'0')).ok_or_else(malformed)?;
+            n.checked_mul(10).and_then(|n| n.checked_add(digit)).filter(|&n| n <= max).ok_or_else(malformed)
+        })
+    };
+    let shard = number(u64::from(u32::MAX))? as u32;
+    let index = number(u64::MAX)?;
+    let position = number(u64::from(u32::MAX))? as u32;
+    if parts.next().is_some() {
+        return Err(malformed());
+    }
     Ok((shard, index, position))
 }
 
@@ -100,5 +111,9 @@ mod tests {
             assert_eq!(parse_payout_shard(bad).unwrap_err().code, ErrorCode::InvalidId, "{bad}");
         }
         assert_eq!(parse_tx_id("tx-0-7-2"), Ok((0, 7, 2)));
+        assert_eq!(parse_tx_id("tx-4294967295-18446744073709551615-4294967295"), Ok((u32::MAX, u64::MAX, u32::MAX)));
+        for bad in ["tx-4294967296-1-0", "tx-1-18446744073709551616-0", "tx-1-1-4294967296", "tx-1-1-0-0", "tx-1-1-", "tx", "", "tx-1-1-0x"] {
+            assert_eq!(parse_tx_id(bad).unwrap_err().code, ErrorCode::InvalidId, "{bad}");
+        }
     }
 }
