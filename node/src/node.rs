@@ -43,7 +43,7 @@ struct NodeMeta {
 /// kept each account's last, partly filled history page under `hop/` until it was full;
 /// format 5 keeps that page in the account's own record (`acct/`); format 6 keeps inbox pages
 /// of 2 home indexes instead of 64, as sorted rows with their results (binary-searched);
-/// format 7 keeps request records in pages of about 64 (`rqp/`, see `shard/request_pages.rs`)
+/// format 7 keeps request records in pages of about 16 (`rqp/`, see `shard/request_pages.rs`)
 /// instead of a key each (`req/`).
 const STORAGE_FORMAT: u32 = 7;
 

@@ -10,7 +10,7 @@
 //! | `ratecur`                             | RateCard in force | replaced by each new card |
 //! | `pref/{payment_ref}`                  | PaymentRecord    | for ever  |
 //! | `pout/{payout_id}`                    | Payout           | for ever  |
-//! | `req/{request_id}`                    | RequestRecord (the node stores them ~64 to a key, `rqp/`) | for ever  |
+//! | `req/{request_id}`                    | RequestRecord (the node stores them ~16 to a key, `rqp/`) | for ever  |
 //! | `obx/{index:be64}{position:be32}`     | OutboxRecord     | until completed; written once, by the entry at that index |
 //! | `ibf/{home:be32}`                     | u64 fence        | for ever (one per home shard) |
 //! | `ibx/{home:be32}{page:be64}`          | sorted rows + results | until the home completed them |
