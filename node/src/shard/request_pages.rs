@@ -186,8 +186,8 @@ pub fn get(engine: &dyn Engine, shard_prefix: &[u8], id: &[u8]) -> Result<Option
     Ok(find(&key, &page, id)?.map(<[u8]>::to_vec))
 }
 
-/// Pages most recently used, at most [`PageCache::BYTES_MAX`] of them, each with the interval
-/// it covers. A replica owns one; it must see every merge into its shard's pages (it makes
+/// The pages most recently used (up to [`PageCache::BYTES_MAX`] bytes of them), each with the
+/// interval it covers. A replica owns one; it must see every merge into its shard's pages (it makes
 /// them: [`PageCache::merge`]), and is cleared when a snapshot replaces the state.
 ///
 /// Intervals stay exact because pages only change in a merge, and a merge only ever splits
@@ -279,8 +279,9 @@ impl PageCache {
 
     /// Adds `records` (id, record), sorted by id with no id twice, to their pages in `batch`:
     /// one write per page they touch, and an engine read for each page not cached. A record
-    /// of an id already stored replaces it. The cache then holds the pages as `batch` leaves
-    /// them, so `batch` must reach the engine before the next read that misses the cache.
+    /// of an id already stored replaces it. The cache then holds the last page of each
+    /// rewritten interval as `batch` leaves it, so `batch` must reach the engine before the
+    /// next read that misses the cache.
     pub fn merge(&mut self, engine: &dyn Engine, shard_prefix: &[u8], records: &[(&[u8], &[u8])], batch: &mut WriteBatch) -> Result<()> {
         debug_assert!(records.windows(2).all(|w| w[0].0 < w[1].0), "records are sorted by id");
         let mut rest = records;
