@@ -229,22 +229,32 @@ impl PageCache {
 
     /// The record of request `id`, if stored: from the cached page covering `id`, or from
     /// the engine (whose page is then cached).
+    ///
+    /// Every command looks its request id up here, so a hit reads the page in place.
     pub fn get(&mut self, engine: &dyn Engine, shard_prefix: &[u8], id: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some((_, known)) = self.cached(id) {
+            return Ok(find(PAGE_PREFIX, &known.page, id)?.map(<[u8]>::to_vec));
+        }
         let start = self.covering_start(engine, shard_prefix, id)?;
         let known = &self.pages[&start];
         Ok(find(PAGE_PREFIX, &known.page, id)?.map(<[u8]>::to_vec))
     }
 
-    /// The start of the cached page covering `id`, read into the cache if it was not there.
-    fn covering_start(&mut self, engine: &dyn Engine, shard_prefix: &[u8], id: &[u8]) -> Result<Vec<u8>> {
+    /// The cached page covering `id`, if any, marked as just used.
+    fn cached(&mut self, id: &[u8]) -> Option<(&Vec<u8>, &mut Known)> {
         self.clock += 1;
-        let hit = self
+        let (start, known) = self
             .pages
             .range_mut::<[u8], _>((Bound::Unbounded, Bound::Included(id)))
             .next_back()
-            .filter(|(_, known)| known.next.as_deref().is_none_or(|next| id < next));
-        if let Some((start, known)) = hit {
-            known.used = self.clock;
+            .filter(|(_, known)| known.next.as_deref().is_none_or(|next| id < next))?;
+        known.used = self.clock;
+        Some((start, known))
+    }
+
+    /// The start of the cached page covering `id`, read into the cache if it was not there.
+    fn covering_start(&mut self, engine: &dyn Engine, shard_prefix: &[u8], id: &[u8]) -> Result<Vec<u8>> {
+        if let Some((start, _)) = self.cached(id) {
             return Ok(start.clone());
         }
         let (start, mut known) = read_known(engine, shard_prefix, id)?;
