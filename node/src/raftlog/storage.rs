@@ -54,6 +54,8 @@ pub struct ShardStorage {
     /// Encoded bytes of the cached entries, kept at most `cache_bytes_max` (but for one).
     cache_bytes: usize,
     cache_bytes_max: usize,
+    /// `hard_state.commit` is newer than the stored one (see [`Self::update_hard_state`]).
+    commit_unwritten: bool,
 }
 
 fn corrupt(key: &[u8], reason: impl ToString) -> StorageError {
@@ -112,6 +114,7 @@ impl ShardStorage {
             cache: VecDeque::new(),
             cache_bytes: 0,
             cache_bytes_max: ENTRY_CACHE_BYTES_MAX,
+            commit_unwritten: false,
         };
         storage.load_term_runs()?;
         Ok(storage)
@@ -240,6 +243,36 @@ impl ShardStorage {
     pub fn set_hard_state(&mut self, hs: &HardState, batch: &mut WriteBatch) {
         batch.put(keys::hard_state(self.shard), hs.write_to_bytes().expect("encode hard state"));
         self.hard_state = hs.clone();
+        self.commit_unwritten = false;
+    }
+
+    /// Takes a Ready's hard state, writing it only if its term or vote changed.
+    ///
+    /// Term and vote must be durable before the messages that rely on them leave (a vote, an
+    /// append response), so they are written into this Ready's batch. The commit index alone
+    /// is volatile state in Raft (Figure 2 of the paper: a restarted server learns it again
+    /// from the leader), and with followers learning it from every append, nearly every
+    /// Ready moves it: writing it each time cost a sled insert per Ready, as many as the
+    /// entries themselves at 64 shards. It is written with the next term or vote change,
+    /// snapshot or state flush ([`Self::write_commit`]), which keeps the stored commit index
+    /// at or above the stored applied index.
+    pub fn update_hard_state(&mut self, hs: &HardState, batch: &mut WriteBatch) {
+        if hs.term != self.hard_state.term || hs.vote != self.hard_state.vote {
+            self.set_hard_state(hs, batch);
+        } else if hs.commit != self.hard_state.commit {
+            debug_assert!(hs.commit > self.hard_state.commit, "shard {}: commit index went back from {} to {}", self.shard, self.hard_state.commit, hs.commit);
+            self.hard_state.commit = self.hard_state.commit.max(hs.commit);
+            self.commit_unwritten = true;
+        }
+    }
+
+    /// Writes the hard state if its commit index moved since it was last written (a state
+    /// flush calls this: its applied index must never be stored above the commit index).
+    pub fn write_commit(&mut self, batch: &mut WriteBatch) {
+        if self.commit_unwritten {
+            let hs = self.hard_state.clone();
+            self.set_hard_state(&hs, batch);
+        }
     }
 
     /// Records the commit index of a `LightReady` or a Ready's hard state.

@@ -5,7 +5,8 @@
 //! Ready handling follows raft-rs's asynchronous persistence contract:
 //! 1. messages of a leader's Ready go out at once (replication runs while we persist);
 //! 2. committed entries are applied (raft only hands out entries this replica persisted);
-//! 3. entries and hard state are written to the engine, then `advance_append_async`;
+//! 3. entries and hard state (its commit index only with a state flush) are written to
+//!    the engine, then `advance_append_async`;
 //! 4. persisted messages (votes, append responses) wait until an fsync covering their Ready
 //!    completes: `on_persisted` then releases them in Ready order and calls
 //!    `on_persist_ready`, which lets raft count our own log as durable.
@@ -558,6 +559,15 @@ impl Replica {
         self.raw.store().clear_snapshot_wanted();
     }
 
+    /// Puts the commit index into a batch that holds a state flush, once the hard state of
+    /// the Ready that applied the flushed entries is known: a restart must never find the
+    /// applied index above the commit index (raft-rs refuses to start so).
+    fn write_commit_with_flush(&mut self, batch: &mut WriteBatch) {
+        let commit = self.raw.store().hard_state().commit;
+        assert!(commit >= self.applied_index, "shard {}: applied {} beyond commit {commit}", self.cfg.shard, self.applied_index);
+        self.raw.mut_store().write_commit(batch);
+    }
+
     /// Writes the cached state to the engine now (before a planned stop, or for a check that
     /// reads the engine directly). Only applying entries fills the cache, and it advances the
     /// applied index, so there is nothing to write while the two indexes agree.
@@ -573,6 +583,7 @@ impl Replica {
         let keys = self.state.keys();
         let started = std::time::Instant::now();
         self.flush_state(&mut batch);
+        self.write_commit_with_flush(&mut batch);
         self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
         tracing::debug!(shard = self.cfg.shard, keys, elapsed_us = started.elapsed().as_micros() as u64, "state flushed");
     }
@@ -655,18 +666,23 @@ impl Replica {
             }
         }
 
-        // One engine write per Ready: the new entries, the hard state (with its commit index)
-        // and, when a flush is due, the state cache with its applied index land together, so a
-        // crash can never keep an applied index above the commit index it was derived from.
+        // One engine write per Ready: the new entries, the hard state if its term or vote
+        // changed and, when a flush is due, the state cache with its applied index and the
+        // commit index land together, so a crash can never keep an applied index above the
+        // commit index it was derived from.
         let answers = self.apply_entries(rd.take_committed_entries(), &mut batch);
-        if self.state_flush_due() {
+        let flushing = self.state_flush_due();
+        if flushing {
             self.flush_state(&mut batch);
             atomic = true;
         }
         self.log_bytes.appended(rd.entries());
         self.raw.mut_store().append(rd.entries(), &mut batch);
         if let Some(hs) = rd.hs() {
-            self.raw.mut_store().set_hard_state(hs, &mut batch);
+            self.raw.mut_store().update_hard_state(hs, &mut batch);
+        }
+        if flushing {
+            self.write_commit_with_flush(&mut batch);
         }
         // A snapshot, a state flush (state with its applied index) or a log truncation must
         // land whole. The common Ready is only new entries in ascending order, then the hard
@@ -1137,6 +1153,51 @@ pub(crate) mod tests {
         replica.on_persist_failed("disk gone".into());
         assert!(matches!(done.try_recv(), Ok(Err(NodeError::Internal(_)))), "never left hanging");
         assert_eq!(replica.status().pending_proposals, 0);
+    }
+
+    /// What a restart of shard 0 would read: its hard state and its applied index.
+    fn stored_commit_and_applied(engine: &MemEngine) -> (raft::prelude::HardState, u64) {
+        let hs = engine.get(&keys::hard_state(0)).unwrap().expect("a hard state is stored");
+        let hs = raft::prelude::HardState::parse_from_bytes(&hs).unwrap();
+        let applied = engine.get(&keys::applied_index(0)).unwrap().map_or(0, |b| u64::from_be_bytes(b.as_slice().try_into().unwrap()));
+        (hs, applied)
+    }
+
+    #[test]
+    fn the_commit_index_alone_is_written_only_with_a_state_flush() {
+        let (mut replica, engine) = lone_leader();
+        let (elected, _) = stored_commit_and_applied(&engine);
+        assert_eq!(elected.term, replica.raw.raft.term, "a new term is written at once");
+        for i in 0..5 {
+            let mut bought = propose(&mut replica, sim::purchase_cmd(&format!("r{i}"), "fan", "9.99", "USD", &format!("pay-{i}")));
+            settle(&mut replica, &engine);
+            assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
+        }
+        let commit = replica.status().commit_index;
+        assert!(commit >= elected.commit + 5);
+        assert_eq!(stored_commit_and_applied(&engine).0, elected, "five Readies moved only the commit index: nothing written");
+
+        // A crash now: the restarted replica finds its entries, campaigns and commits them again.
+        let crashed = Arc::new(engine.durable_copy());
+        let mut restarted = Replica::open(test_config(1, 1), crashed.clone()).unwrap();
+        restarted.campaign_if_preferred();
+        settle(&mut restarted, &crashed);
+        assert!(restarted.status().commit_index > commit, "a new term's entry commits everything before it");
+        let coins = |r: &Replica| match r.query(&ReadQuery::Account("fan".into())) {
+            ReadAnswer::Account(Some(account)) => account.coins,
+            other => panic!("fan's account: {other:?}"),
+        };
+        assert_eq!(coins(&restarted), coins(&replica));
+        assert!(coins(&replica) > 0);
+
+        // A state flush writes the commit index with the applied index, never below it.
+        replica.flush_state_now();
+        let (flushed, applied) = stored_commit_and_applied(&engine);
+        assert_eq!((flushed.term, flushed.vote, flushed.commit), (elected.term, elected.vote, commit));
+        assert_eq!(applied, replica.status().applied_index);
+        assert!(flushed.commit >= applied);
+        let reopened = Replica::open(test_config(1, 1), engine.clone()).unwrap();
+        assert_eq!(reopened.status().applied_index, applied, "restarts from the flushed state, nothing to re-apply");
     }
 
     #[test]
