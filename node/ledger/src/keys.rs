@@ -25,6 +25,26 @@ pub const TOTALS: &[u8] = b"totals";
 /// point read is far cheaper than finding the highest version by a reverse scan.
 pub const RATE_CURRENT: &[u8] = b"ratecur";
 
+const PAYMENT_PREFIX: &[u8] = b"pref/";
+const INBOX_FENCE_PREFIX: &[u8] = b"ibf/";
+
+/// Keys the ledger reads one at a time: on the command path always by key, and scanned only
+/// whole, by the audit (accounts, payouts). A write-back cache of them needs no order (the
+/// node keeps them in a hash map); every other table is scanned by ranges (history pages,
+/// the outbox, inbox pages, rate versions). Tested against every scan the ledger makes
+/// (`store::tests`).
+pub const POINT_TABLES: [&[u8]; 6] = [ACCOUNT_PREFIX, PAYMENT_PREFIX, PAYOUT_PREFIX, INBOX_FENCE_PREFIX, TOTALS, RATE_CURRENT];
+
+/// Whether `key` belongs to one of the [`POINT_TABLES`].
+pub fn is_point_key(key: &[u8]) -> bool {
+    POINT_TABLES.iter().any(|table| key.starts_with(table))
+}
+
+/// Whether a scan of `prefix` can see keys of the [`POINT_TABLES`].
+pub fn scan_reaches_point_keys(prefix: &[u8]) -> bool {
+    POINT_TABLES.iter().any(|table| table.starts_with(prefix) || prefix.starts_with(table))
+}
+
 fn key(prefix: &[u8], id: &str) -> Vec<u8> {
     [prefix, id.as_bytes()].concat()
 }
@@ -57,7 +77,7 @@ pub fn rate(version: u64) -> Vec<u8> {
 }
 
 pub fn payment(payment_ref: &str) -> Vec<u8> {
-    key(b"pref/", payment_ref)
+    key(PAYMENT_PREFIX, payment_ref)
 }
 
 pub fn payout(payout_id: &str) -> Vec<u8> {
@@ -102,7 +122,7 @@ pub const INBOX_PAGE_INDEXES: u64 = 2;
 /// The inbox head of `home` (`book::InboxHead`): the tx index below which its effects are
 /// forgotten (completed at home), and which of its inbox pages exist.
 pub fn inbox_fence(home: u32) -> Vec<u8> {
-    [&b"ibf/"[..], &home.to_be_bytes()].concat()
+    [INBOX_FENCE_PREFIX, &home.to_be_bytes()].concat()
 }
 
 pub fn inbox_prefix(home: u32) -> Vec<u8> {
@@ -156,6 +176,24 @@ mod tests {
         assert_eq!(index_of_outbox_key(&outbox(1234, 5)), 1234);
         assert_eq!(inbox_page_of(INBOX_PAGE_INDEXES - 1), 0);
         assert_eq!(inbox_page_of(INBOX_PAGE_INDEXES), 1);
+    }
+
+    #[test]
+    fn point_tables_are_apart_from_every_ranged_scan() {
+        for key in [account("a"), payment("p"), payout("po-1-2-0"), inbox_fence(3), TOTALS.to_vec(), RATE_CURRENT.to_vec()] {
+            assert!(is_point_key(&key), "{key:?}");
+        }
+        for key in [history_page("a", 0), rate(1), request("r"), outbox(1, 0), inbox_page(3, 0)] {
+            assert!(!is_point_key(&key), "{key:?}");
+        }
+        // The ranges the command path and the statement scan never see a point key ...
+        for prefix in [history_prefix("a"), OUTBOX_PREFIX.to_vec(), inbox_prefix(3), RATE_PREFIX.to_vec()] {
+            assert!(!scan_reaches_point_keys(&prefix), "{prefix:?}");
+        }
+        // ... the audit's whole-table scans do, and so does a scan of everything.
+        for prefix in [ACCOUNT_PREFIX, PAYOUT_PREFIX, b"acct/bo", b""] {
+            assert!(scan_reaches_point_keys(prefix), "{prefix:?}");
+        }
     }
 
     #[test]

@@ -17,18 +17,32 @@ use crate::ledger::{self, Store};
 use crate::shard::request_pages;
 use crate::storage::{prefix_end, Engine, WriteBatch};
 
+/// A hash map with foldhash instead of SipHash: its keys are ledger keys the replica hashes
+/// several times per command (SipHash was 0.7% of replica_cost's instructions for the
+/// request records alone). foldhash's per-process random seed still spreads keys that a
+/// client chose to collide.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Ledger writes not yet in the engine: key (without the shard prefix) → value, or `None` for
 /// a deletion.
 #[derive(Default)]
 pub struct StateCache {
+    /// Writes of the tables the ledger scans by ranges, in key order for those scans.
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes of the tables the ledger reads by key (`ledger::keys::POINT_TABLES`: accounts,
+    /// totals, inbox fences, ...): most of a command's reads and writes. In the sorted map
+    /// each lookup compared the key with a dozen others sharing its first bytes (the state
+    /// cache's B-tree searches were about 9% of replica_cost's instructions, a third of them
+    /// in `memcmp`); hashed, it is one hash and one comparison. Their rare scans (the audit)
+    /// filter and sort.
+    points: FastMap<Vec<u8>, Option<Vec<u8>>>,
     /// Request records written since the last flush, by request id (their ledger key without
     /// `req/`). Apart from `writes` because they are a third of the cache's inserts, nobody
     /// scans them (the ledger only looks ids up, see `ledger::keys::REQUEST_PREFIX`), they
     /// are never deleted, and in a sorted map each insert compared ids that share their first
     /// 20 bytes with a dozen others (4.3% of replica_cost's instructions in `memcmp` under
     /// the map's inserts). Sorted once, at the flush, for the merge into pages.
-    requests: HashMap<Vec<u8>, Vec<u8>>,
+    requests: FastMap<Vec<u8>, Vec<u8>>,
     /// Approximate bytes held (keys and values), to bound the cache's memory.
     bytes: usize,
     /// The outbox keys of the applied state (engine and cache), kept across flushes so that
@@ -50,11 +64,11 @@ pub struct StateCache {
 
 impl StateCache {
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.requests.is_empty()
+        self.writes.is_empty() && self.points.is_empty() && self.requests.is_empty()
     }
 
     pub fn keys(&self) -> usize {
-        self.writes.len() + self.requests.len()
+        self.writes.len() + self.points.len() + self.requests.len()
     }
 
     pub fn bytes(&self) -> usize {
@@ -64,6 +78,7 @@ impl StateCache {
     /// Forgets every cached write (a snapshot replaced the state they applied to).
     pub fn clear(&mut self) {
         self.writes.clear();
+        self.points.clear();
         self.requests.clear();
         self.bytes = 0;
         self.outbox = None;
@@ -94,7 +109,8 @@ impl StateCache {
     /// # Panics
     /// On a storage failure reading a page.
     pub fn drain_into(&mut self, engine: &dyn Engine, prefix: &[u8], batch: &mut WriteBatch) {
-        for (key, value) in std::mem::take(&mut self.writes) {
+        let points = std::mem::take(&mut self.points);
+        for (key, value) in std::mem::take(&mut self.writes).into_iter().chain(points) {
             let full = prefixed(prefix, &key);
             match value {
                 Some(v) => batch.put(full, v),
@@ -106,6 +122,25 @@ impl StateCache {
         requests.sort_unstable_by(|a, b| a.0.cmp(b.0));
         self.request_pages.get_mut().merge(engine, prefix, &requests, batch).unwrap_or_else(|e| fatal(e));
         self.bytes = 0;
+    }
+
+    /// The cached write of `key` (not a request record): `Some(None)` for a deletion.
+    fn cached(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        if ledger::keys::is_point_key(key) {
+            self.points.get(key)
+        } else {
+            self.writes.get(key)
+        }
+    }
+
+    /// The cached writes of keys starting with `prefix`, in key order.
+    fn cached_under(&self, prefix: &[u8]) -> Vec<(&Vec<u8>, &Option<Vec<u8>>)> {
+        let mut under: Vec<_> = self.writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).collect();
+        if ledger::keys::scan_reaches_point_keys(prefix) {
+            under.extend(self.points.iter().filter(|(k, _)| k.starts_with(prefix)));
+            under.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        under
     }
 
     /// # Panics
@@ -140,7 +175,12 @@ impl StateCache {
             return;
         }
         self.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
-        if let Some(old) = self.writes.insert(key.to_vec(), value) {
+        let old = if ledger::keys::is_point_key(key) {
+            self.points.insert(key.to_vec(), value)
+        } else {
+            self.writes.insert(key.to_vec(), value)
+        };
+        if let Some(old) = old {
             self.bytes = self.bytes.saturating_sub(key.len() + old.map_or(0, |v| v.len()));
         }
     }
@@ -217,16 +257,15 @@ impl<'a> EngineStore<'a> {
             !ledger::keys::REQUEST_PREFIX.starts_with(prefix) && !prefix.starts_with(ledger::keys::REQUEST_PREFIX),
             "request records are looked up, never scanned (scan of {prefix:?})"
         );
-        let writes = &self.cache.get().writes;
-        let pending = writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).count();
+        let cached = self.cache.get().cached_under(prefix);
         let fetched = self
             .engine
-            .scan(&start, &end, limit.saturating_add(pending), reverse)
+            .scan(&start, &end, limit.saturating_add(cached.len()), reverse)
             .unwrap_or_else(|e| fatal(e));
         let strip = self.prefix.len();
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
             fetched.into_iter().map(|(k, v)| (k[strip..].to_vec(), v)).collect();
-        for (key, value) in writes.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+        for (key, value) in cached {
             if before.is_some_and(|b| key.as_slice() >= b) {
                 continue;
             }
@@ -252,7 +291,7 @@ impl Store for EngineStore<'_> {
             }
             return cache.request_pages.borrow_mut().get(self.engine, self.prefix, id).unwrap_or_else(|e| fatal(e));
         }
-        if let Some(buffered) = cache.writes.get(key) {
+        if let Some(buffered) = cache.cached(key) {
             return buffered.clone();
         }
         let from_engine = || self.engine.get(&self.full_key(key)).unwrap_or_else(|e| fatal(e));
@@ -332,6 +371,46 @@ mod tests {
         engine.write(batch).unwrap();
         let after = EngineStore::read_only(&engine, PREFIX, &cache);
         assert_eq!(after.scan(b"a/", 10), vec![(b"a/1".to_vec(), b"new".to_vec())]);
+    }
+
+    #[test]
+    fn point_keys_are_cached_apart_and_still_scanned_in_order() {
+        use ledger::keys::{account, history_page, TOTALS};
+        let engine = MemEngine::new();
+        let mut seed = WriteBatch::default();
+        for (key, value) in [(account("bo"), "engine"), (account("cy"), "gone"), (history_page("bo", 0), "page")] {
+            seed.put([PREFIX, &key].concat(), value.as_bytes().to_vec());
+        }
+        engine.write(seed).unwrap();
+        let mut cache = StateCache::default();
+        let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
+        store.put(&account("al"), b"cached".to_vec());
+        store.delete(&account("cy"));
+        store.put(&account("di"), b"cached".to_vec());
+        store.put(TOTALS, b"t".to_vec());
+        store.put(&history_page("bo", 1), b"page".to_vec());
+        assert_eq!((cache.points.len(), cache.writes.len()), (4, 1), "accounts and totals hashed, history pages sorted");
+
+        let view = EngineStore::read_only(&engine, PREFIX, &cache);
+        assert_eq!(view.get(&account("al")), Some(b"cached".to_vec()));
+        assert_eq!(view.get(&account("cy")), None, "a cached deletion hides the engine's value");
+        let names = |pairs: Vec<(Vec<u8>, Vec<u8>)>| pairs.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
+        // The audit's scan: engine and cache merged, in key order, the deletion applied.
+        assert_eq!(names(view.scan(b"acct/", 10)), ["acct/al", "acct/bo", "acct/di"]);
+        assert_eq!(names(view.scan(b"acct/", 2)), ["acct/al", "acct/bo"]);
+        assert_eq!(names(view.scan_rev(b"acct/", Some(b"acct/di"), 5)), ["acct/bo", "acct/al"]);
+        // A scan of everything sees both maps, in order.
+        assert_eq!(names(view.scan(b"", 10)), ["acct/al", "acct/bo", "acct/di", "hpg/bo/\0\0\0\0\0\0\0\0", "hpg/bo/\0\0\0\0\0\0\0\x01", "totals"]);
+        // A history scan never looks at the hashed keys, and still sees its own.
+        assert_eq!(view.scan(&ledger::keys::history_prefix("bo"), 10).len(), 2);
+
+        let mut batch = WriteBatch::default();
+        cache.drain_into(&engine, PREFIX, &mut batch);
+        assert!(cache.is_empty());
+        engine.write(batch).unwrap();
+        let after = EngineStore::read_only(&engine, PREFIX, &cache);
+        assert_eq!(names(after.scan(b"acct/", 10)), ["acct/al", "acct/bo", "acct/di"]);
+        assert_eq!(after.get(TOTALS), Some(b"t".to_vec()));
     }
 
     #[test]
