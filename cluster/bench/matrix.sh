@@ -45,80 +45,23 @@ echo "building release binaries ..." >&2
 cargo build --release --locked -p coinledger-node -p coinledger-client -p coinledger-cluster >&2
 bin="$root/target/release"
 
+# shellcheck source=lib.sh
+source "$root/cluster/bench/lib.sh"
 work=$(mktemp -d /tmp/coinledger-matrix.XXXXXX)
-up_pid=""
-stop_cluster() {
-  if [[ -n "$up_pid" ]]; then
-    kill -TERM "$up_pid" 2>/dev/null || true
-    wait "$up_pid" 2>/dev/null || true
-    up_pid=""
-  fi
-}
 trap 'stop_cluster; rm -rf "$work"' EXIT
 
-endpoints="127.0.0.1:$base_port,127.0.0.1:$((base_port + 1)),127.0.0.1:$((base_port + 2))"
-
-# Starts an empty cluster of $1 shards with its data under $2; sets up_pid.
-start_cluster() {
-  local shards=$1 data=$2
-  "$bin/coinledger-cluster" up --nodes 3 --shards "$shards" --base-port "$base_port" --data-dir "$data" \
-    --node-bin "$bin/coinledger-node" > "$data.up.log" 2>&1 &
-  up_pid=$!
-  for _ in $(seq 1 120); do
-    grep -q "cluster up" "$data.up.log" && return 0
-    kill -0 "$up_pid" 2>/dev/null || { cat "$data.up.log" >&2; exit 1; }
-    sleep 0.5
-  done
-  echo "matrix.sh: the cluster with $shards shards did not start" >&2
-  exit 1
-}
-
-# The node processes of the cluster whose data is under $1.
-node_pids() { pgrep -f "coinledger-node .*--data-dir $1/node-" || true; }
-
-# User + system CPU of the processes $@, in clock ticks.
-cpu_ticks() {
-  local total=0 pid
-  for pid in "$@"; do
-    total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
-  done
-  echo "$total"
-}
-
-ticks_per_s=$(getconf CLK_TCK)
 rows=()
-n=0
 for shards in $shard_counts; do
   for run in "${runs[@]}"; do
     read -r workload batch clients mode <<< "$run"
     auto=()
     label="$batch"
     if [[ "${mode:-}" == auto ]]; then auto=(--auto-batch); label="$batch (auto-batched)"; fi
-    n=$((n + 1))
-    data="$work/run-$n"
-    start_cluster "$shards" "$data"
-    mapfile -t pids < <(node_pids "$data")
     echo "shards=$shards workload=$workload batch=$label clients=$clients duration=$duration ..." >&2
-    log="$data.bench.log"
-    cpu_before=$(cpu_ticks "${pids[@]}")
-    if ! "$bin/coinctl" bench --endpoints "$endpoints" --workload "$workload" --batch "$batch" \
-        "${auto[@]}" --clients "$clients" --duration "$duration" > "$log" 2>&1; then
-      tail -20 "$log" >&2
-      echo "matrix.sh: bench failed (shards=$shards workload=$workload batch=$batch)" >&2
-      exit 1
-    fi
-    cpu_s=$(awk -v t=$(( $(cpu_ticks "${pids[@]}") - cpu_before )) -v hz="$ticks_per_s" 'BEGIN {printf "%.1f", t / hz}')
-    rss_kib=0
-    for pid in "${pids[@]}"; do
-      kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-      (( kib > rss_kib )) && rss_kib=$kib
-    done
-    line=$(grep '^coinledger gifts/s=' "$log" | tail -1)
-    field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<< "$line"; }
-    rows+=("| $shards | $workload | $label | $clients | $(field 'gifts\/s') | $(field p50_ms) | $(field p99_ms) | $(field p999_ms) | $(field errors) | $cpu_s | $((rss_kib / 1024)) |")
-    echo "$line node_cpu_s=$cpu_s rss_mib=$((rss_kib / 1024))" >&2
-    stop_cluster
-    rm -rf "$data"
+    line=$(fresh_run "$bin" "$shards" --workload "$workload" --batch "$batch" "${auto[@]}" \
+      --clients "$clients" --duration "$duration")
+    echo "$line" >&2
+    rows+=("| $shards | $workload | $label | $clients | $(field 'gifts\/s' "$line") | $(field p50_ms "$line") | $(field p99_ms "$line") | $(field p999_ms "$line") | $(field errors "$line") | $(field node_cpu_s "$line") | $(field rss_mib "$line") |")
   done
 done
 
