@@ -66,6 +66,24 @@ pub(crate) fn open_history_page(store: &dyn Store, id: &str) -> Vec<u8> {
     bytes
 }
 
+/// The open history page of the record that holds `stored`, the account as the command read
+/// it (empty for an account not stored yet).
+///
+/// The record starts with `stored`'s encoding, so the page is what follows it: checking that
+/// costs an encoding, where finding the page by decoding the account again (as
+/// [`open_history_page`] does for reads) allocated its strings, about twice the instructions;
+/// every change of an account (two per gift) does this.
+///
+/// # Panics
+/// If the record does not start with `stored`: the caller's account is not the stored one.
+fn stored_open_page(store: &dyn Store, stored: &Account) -> Vec<u8> {
+    let Some(mut bytes) = store.get(&keys::account(&stored.id)) else { return Vec::new() };
+    let account = encode_onto(stored, Vec::new(), 0);
+    assert!(bytes.starts_with(&account), "account {}: the stored record is not the account its command read", stored.id);
+    bytes.drain(..account.len());
+    bytes
+}
+
 /// The account, or ACCOUNT_NOT_FOUND.
 pub(crate) fn existing_account(store: &dyn Store, id: &str) -> Result<Account, LedgerError> {
     account(store, id).ok_or_else(|| LedgerError::new(ErrorCode::AccountNotFound, format!("account {id} was never opened")))
@@ -88,7 +106,7 @@ pub(crate) fn save_account(store: &mut dyn Store, before: &Account, after: &mut 
     entry.coins_after = after.coins;
     entry.diamonds_after = after.diamonds;
     entry.diamonds_held_after = after.diamonds_held;
-    let open_page = append_history(store, &after.id, &entry);
+    let open_page = append_history(store, before, &entry);
     let mut record = encode_onto(&*after, Vec::new(), open_page.len());
     record.extend_from_slice(&open_page);
     store.put(&keys::account(&after.id), record);
@@ -101,8 +119,9 @@ pub(crate) fn save_account(store: &mut dyn Store, before: &Account, after: &mut 
 ///
 /// # Panics
 /// If the entry starts a page but the open page is not empty: seqs would not be dense.
-fn append_history(store: &mut dyn Store, account: &str, entry: &HistoryEntry) -> Vec<u8> {
-    let page = open_history_page(store, account);
+fn append_history(store: &mut dyn Store, stored: &Account, entry: &HistoryEntry) -> Vec<u8> {
+    let account = stored.id.as_str();
+    let page = stored_open_page(store, stored);
     let starts_page = (entry.seq - 1).is_multiple_of(keys::HISTORY_PAGE_ENTRIES);
     assert!(!starts_page || page.is_empty(), "account {account}: history entry {} starts a page, but the open page is not empty", entry.seq);
     let page = encode_onto(entry, page, 0);
@@ -477,6 +496,35 @@ mod tests {
         if let Some(fence) = fence {
             put(store, &keys::inbox_fence(home), &fence);
         }
+    }
+
+    /// Saves 40 changes of one account, each from the account as stored, and reads them back.
+    #[test]
+    fn every_change_extends_the_stored_open_page_and_the_statement_adds_up() {
+        let mut store = MemStore::new();
+        for seq in 1..=40u64 {
+            let before = account(&store, "fan").unwrap_or_else(|| Account::open("fan"));
+            let mut after = before.clone();
+            after.coins += seq;
+            save_account(&mut store, &before, &mut after, HistoryEntry::new(crate::EntryKind::Purchase, &format!("tx-0-{seq}-0"), seq));
+        }
+        let stored = account(&store, "fan").unwrap();
+        assert_eq!((stored.coins, stored.history_seq), ((1..=40).sum(), 40));
+        let open = history_page(&keys::account("fan"), &open_history_page(&store, "fan"));
+        assert_eq!(open.iter().map(|e| e.seq).collect::<Vec<_>>(), (33..=40).collect::<Vec<_>>(), "two full pages, then the open one");
+        assert_eq!(open.last().unwrap().coins_after, stored.coins);
+    }
+
+    #[test]
+    #[should_panic(expected = "the stored record is not the account its command read")]
+    fn saving_from_an_account_that_is_not_the_stored_one_stops_the_shard() {
+        let mut store = MemStore::new();
+        let mut fan = Account::open("fan");
+        save_account(&mut store, &Account::open("fan"), &mut fan, HistoryEntry::new(crate::EntryKind::Purchase, "tx-0-1-0", 1));
+        let mut stale = fan.clone();
+        stale.coins += 7;
+        let mut after = stale.clone();
+        save_account(&mut store, &stale, &mut after, HistoryEntry::new(crate::EntryKind::Purchase, "tx-0-2-0", 2));
     }
 
     #[test]
