@@ -150,7 +150,7 @@ pub struct Replica {
 const STATE_FLUSH_ENTRIES: u64 = 1_024;
 const STATE_FLUSH_BYTES: usize = 32 << 20;
 
-/// A node's replicas together start at most this many state flushes per tick, on average.
+/// A node's replicas together start one state flush every this many ticks, on average.
 ///
 /// Every flush is one atomic sled batch, and sled charges each one a fixed cost on top of its
 /// keys (it seals and writes out its log buffer, waking its whole thread pool). Measured with
@@ -158,11 +158,16 @@ const STATE_FLUSH_BYTES: usize = 32 << 20;
 /// 64 shards ran at 0.79x the gifts/s of 16. Bounding the node's rate instead of the
 /// replica's keeps 64 shards' flushes as large and as few as 16 shards' are. An atomic batch
 /// also holds sled's process-wide write lock, stopping every other replica's sled reads and
-/// writes on the node, so fewer flushes pay twice. Batched gift-storm, 16 shards, taking
-/// turns: 3 per tick 5,848 and 6,335 gifts/s (p99 0.96-1.03 s); 1 per tick 8,180 and 8,209
-/// (p99 0.75 s); 0.5 per tick 8,374 and 9,411 but p99 1.2-1.4 s, as each flush holds the
-/// lock longer. 64 shards: 5,707 -> 7,077 going from 3 to 1.
-const NODE_STATE_FLUSHES_PER_TICK: u64 = 1;
+/// writes on the node, so fewer flushes pay twice; a longer period also writes a busy
+/// account, an open request page or a short-lived outbox record once for more commands.
+///
+/// Measured (batched gift-storm, 16 shards, 16 clients x 256): on 2026-12-02, 3 flushes per
+/// tick 5,848 and 6,335 gifts/s, 1 per tick 8,180 and 8,209 (p99 0.75 s), 1 every 2 ticks
+/// 8,374 and 9,411 (p99 1.2-1.4 s). On 2026-12-05 (800,000 gifts, back to back, node CPU of
+/// the 3 nodes): 1 per tick 94.7 / 91.4 s (15,913 / 16,753 gifts/s, p99 399 / 536 ms), 1
+/// every 2 ticks 78.7 / 76.5 s (19,118 / 19,849 gifts/s, p99 646 / 614 ms); 1 every 4 ticks
+/// another 2% of CPU for p99 1.0-1.2 s. Unbatched it made no difference.
+const NODE_TICKS_PER_STATE_FLUSH: u64 = 2;
 /// Bounds of the per-replica period: never more often than 0.5 s, never rarer than 5 s (at
 /// the default 100 ms tick), which bounds what a restart re-applies.
 const STATE_FLUSH_TICKS_MIN: u64 = 5;
@@ -170,7 +175,13 @@ const STATE_FLUSH_TICKS_MAX: u64 = 50;
 
 /// The state flush period of each replica on a node hosting `replicas` of them.
 pub fn state_flush_ticks(replicas: usize) -> u64 {
-    (replicas as u64).div_ceil(NODE_STATE_FLUSHES_PER_TICK).clamp(STATE_FLUSH_TICKS_MIN, STATE_FLUSH_TICKS_MAX)
+    (replicas as u64).saturating_mul(NODE_TICKS_PER_STATE_FLUSH).clamp(STATE_FLUSH_TICKS_MIN, STATE_FLUSH_TICKS_MAX)
+}
+
+/// The tick of a replica's first state flush: the shards spread evenly over one period, so
+/// that a node's replicas take turns rather than flush in a burst and then idle.
+fn first_flush_tick(shard: u32, shard_count: u32, period_ticks: u64) -> u64 {
+    1 + u64::from(shard) * period_ticks / u64::from(shard_count.max(1))
 }
 
 /// Ticks a CompleteEffect may wait for other commands to share its raft entry with.
@@ -238,7 +249,7 @@ impl Replica {
         let raw = RawNode::new(&raft_cfg, storage, &raft_logger(cfg.shard))
             .map_err(|e| StorageError::Engine(format!("raft node: {e}")))?;
         let prefix = keys::ledger_prefix(cfg.shard);
-        let next_flush_tick = 1 + u64::from(cfg.shard) % cfg.state_flush_ticks.max(1);
+        let next_flush_tick = first_flush_tick(cfg.shard, cfg.layout.shard_count, cfg.state_flush_ticks);
         Ok(Self {
             cfg,
             prefix,
@@ -1204,11 +1215,26 @@ pub(crate) mod tests {
     fn a_nodes_flush_rate_is_bounded_not_each_replicas() {
         // Few replicas: the 0.5 s floor.
         assert_eq!(state_flush_ticks(1), 5);
-        assert_eq!(state_flush_ticks(5), 5);
-        // 16 shards on 3 nodes host 16 replicas each: about one flush per tick in all.
-        assert_eq!(state_flush_ticks(16), 16);
-        assert!(16 / state_flush_ticks(16) <= 1);
+        assert_eq!(state_flush_ticks(2), 5);
+        assert_eq!(state_flush_ticks(5), 10);
+        // 16 shards on 3 nodes host 16 replicas each: one flush every 2 ticks in all.
+        assert_eq!(state_flush_ticks(16), 32);
         // The 5 s ceiling bounds what a restart re-applies, whatever the count.
+        assert_eq!(state_flush_ticks(64), 50);
         assert_eq!(state_flush_ticks(100_000), 50);
+    }
+
+    #[test]
+    fn a_nodes_replicas_take_turns_to_flush() {
+        for (shards, period) in [(16u32, state_flush_ticks(16)), (64, state_flush_ticks(64)), (8, state_flush_ticks(8)), (1, 5)] {
+            let mut per_tick = vec![0u32; period as usize + 1];
+            for shard in 0..shards {
+                let first = first_flush_tick(shard, shards, period);
+                assert!((1..=period).contains(&first), "{shards} shards: shard {shard} first flushes at tick {first}");
+                per_tick[first as usize] += 1;
+            }
+            let most = u64::from(*per_tick.iter().max().unwrap());
+            assert!(most <= u64::from(shards).div_ceil(period), "{shards} shards over {period} ticks: {most} flushes in one tick");
+        }
     }
 }
