@@ -164,9 +164,12 @@ const STATE_FLUSH_BYTES: usize = 32 << 20;
 /// Measured (batched gift-storm, 16 shards, 16 clients x 256): on 2026-12-02, 3 flushes per
 /// tick 5,848 and 6,335 gifts/s, 1 per tick 8,180 and 8,209 (p99 0.75 s), 1 every 2 ticks
 /// 8,374 and 9,411 (p99 1.2-1.4 s). On 2026-12-05 (800,000 gifts, back to back, node CPU of
-/// the 3 nodes): 1 per tick 94.7 / 91.4 s (15,913 / 16,753 gifts/s, p99 399 / 536 ms), 1
-/// every 2 ticks 78.7 / 76.5 s (19,118 / 19,849 gifts/s, p99 646 / 614 ms); 1 every 4 ticks
-/// another 2% of CPU for p99 1.0-1.2 s. Unbatched it made no difference.
+/// the 3 nodes): 1 every 2 ticks with the shards taking turns evenly (`first_flush_tick`)
+/// 82.9 / 80.4 s (18,430 / 18,680 gifts/s, p99 451 / 338 ms) against 92.7 / 94.2 s for 1
+/// per tick (16,264 / 16,151 gifts/s, p99 403 / 390 ms); starting at `shard mod period`
+/// instead, 16 flushes came in 16 consecutive ticks and none in the next 16 (p99 614-646
+/// ms); 1 every 4 ticks saved another 2% of CPU for a p99 of 1.0-1.2 s. Unbatched, and at 64
+/// shards (their period is at the ceiling below), it made no difference to the CPU.
 const NODE_TICKS_PER_STATE_FLUSH: u64 = 2;
 /// Bounds of the per-replica period: never more often than 0.5 s, never rarer than 5 s (at
 /// the default 100 ms tick), which bounds what a restart re-applies.
