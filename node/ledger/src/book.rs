@@ -309,21 +309,20 @@ pub(crate) struct InboxSlot {
 
 impl InboxSlot {
     pub(crate) fn read(store: &dyn Store, home: u32, index: u64, position: u32) -> Self {
-        let key = keys::inbox_page(home, keys::inbox_page_of(index));
-        let page = store.get(&key);
-        Self { key, page, index, position }
+        Self::read_listed(store, None, home, index, position)
     }
 
-    /// As [`InboxSlot::read`], but a page that `head` knows to be absent is not looked up.
+    /// As [`InboxSlot::read`], but a page missing from `listed` (the pages an inbox head knows
+    /// exist) is not looked up.
     ///
     /// The first delivery of every second home log index that sends this shard anything
     /// creates its page, and looking that page up missed the replica's state cache and read
     /// sled; with 64 shards a target's deliveries come from 4 times as many homes as with 16,
     /// each home entry sends it fewer effects, and more of its deliveries create a page.
-    fn read_listed(store: &dyn Store, head: &InboxHead, home: u32, index: u64, position: u32) -> Self {
+    fn read_listed(store: &dyn Store, listed: Option<&[u64]>, home: u32, index: u64, position: u32) -> Self {
         let number = keys::inbox_page_of(index);
         let key = keys::inbox_page(home, number);
-        let page = match &head.pages {
+        let page = match listed {
             Some(pages) if pages.binary_search(&number).is_err() => None,
             _ => store.get(&key),
         };
@@ -363,7 +362,7 @@ pub(crate) fn deliver_once(
     let result = if index < head.fence {
         EffectResult::Forgotten
     } else {
-        let slot = InboxSlot::read_listed(store, &head, home, index, position);
+        let slot = InboxSlot::read_listed(store, head.pages.as_deref(), home, index, position);
         match slot.kept() {
             Some(kept) => kept,
             None => {
