@@ -8,6 +8,7 @@
 //! background. Effects whose driver died (client timeout, node crash) are re-driven by the new
 //! leader of their home shard and by a periodic sweep.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +113,32 @@ impl Router {
         rx.await.map_err(|_| NodeError::Unavailable(format!("shard {shard} dropped the proposal")))?
     }
 
+    /// Proposes `cmds` to this node's replica in one mailbox message (they share the shard's
+    /// next entry, as concurrent single proposals would); each command gets its own answer,
+    /// in order. A batch's commands went through a task, an oneshot, a timer and a mailbox
+    /// message each, which cost more of the node's gRPC threads than decoding them.
+    pub async fn propose_local_many(&self, shard: u32, cmds: Vec<Command>) -> Vec<NodeResult<Applied>> {
+        let mut answers = Vec::with_capacity(cmds.len());
+        let proposals = cmds
+            .into_iter()
+            .map(|cmd| {
+                let (reply, rx) = oneshot::channel();
+                answers.push(rx);
+                (cmd, reply)
+            })
+            .collect();
+        if let Err(e) = self.send(shard, ShardMsg::ProposeMany { proposals }) {
+            return answers.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        // All are answered together (one entry, or a few in a row): awaiting them in order
+        // costs no more than awaiting them at once.
+        for rx in answers {
+            results.push(rx.await.unwrap_or_else(|_| Err(NodeError::Unavailable(format!("shard {shard} dropped the proposal")))));
+        }
+        results
+    }
+
     /// Reads from this node's replica (ReadIndex); NOT_LEADER if it does not lead the shard.
     pub async fn read_local(&self, shard: u32, query: ReadQuery) -> NodeResult<ReadAnswer> {
         let (reply, rx) = oneshot::channel();
@@ -168,6 +195,7 @@ impl Router {
             let result = if target == self.node_id {
                 match &request {
                     PeerRequest::Propose { cmd, .. } => self.propose_local(shard, cmd.clone()).await.map(PeerReply::Applied),
+                    PeerRequest::ProposeMany { cmds, .. } => Ok(PeerReply::AppliedMany(self.propose_local_many(shard, cmds.clone()).await)),
                     PeerRequest::Read { query, .. } => self.read_local(shard, query.clone()).await.map(PeerReply::Read),
                 }
             } else {
@@ -212,6 +240,156 @@ impl Router {
         }
     }
 
+    /// [`Router::propose`] for many commands of one shard: one message to the shard's guessed
+    /// leader (this node's replica, or one Forward request). Commands answered with a routing
+    /// error (NOT_LEADER, UNAVAILABLE, a forward that timed out) go through
+    /// [`Router::propose`] one by one, which follows leader hints and waits out elections;
+    /// every command is idempotent, so resending is safe.
+    pub async fn propose_many(&self, shard: u32, cmds: Vec<Command>) -> Vec<NodeResult<Applied>> {
+        let slot = &self.leaders[shard as usize];
+        let target = slot.load(Ordering::Relaxed);
+        let remote = target != self.node_id;
+        let mut answers = if remote {
+            let count = cmds.len();
+            let request = PeerRequest::ProposeMany { shard, cmds: cmds.clone() };
+            match self.peers.forward(target, request, FORWARD_TIMEOUT).await {
+                Ok(PeerReply::AppliedMany(answers)) if answers.len() == count => answers,
+                Ok(other) => vec![Err(NodeError::Internal(format!("node {target} answered {count} proposals with {other:?}"))); count],
+                Err(e) => vec![Err(e); count],
+            }
+        } else {
+            self.propose_local_many(shard, cmds.clone()).await
+        };
+        let retry = |answer: &NodeResult<Applied>| match answer {
+            Err(NodeError::NotLeader { .. }) | Err(NodeError::Unavailable(_)) => true,
+            Err(NodeError::Timeout) => remote,
+            _ => false,
+        };
+        if !answers.iter().any(retry) {
+            return answers;
+        }
+        if let Some(Err(NodeError::NotLeader { leader_id: Some(leader), .. })) = answers.iter().find(|a| matches!(a, Err(NodeError::NotLeader { .. }))) {
+            if *leader != target {
+                slot.store(*leader, Ordering::Relaxed);
+            }
+        }
+        let again: Vec<usize> = (0..answers.len()).filter(|&i| retry(&answers[i])).collect();
+        let retried = futures::future::join_all(again.iter().map(|&i| self.propose(shard, cmds[i].clone()))).await;
+        for (i, answer) in again.into_iter().zip(retried) {
+            answers[i] = answer;
+        }
+        answers
+    }
+
+    /// [`Router::execute`] for a batch of client commands, answered in order, each on its own:
+    /// the commands of one home shard go out as one proposal message ([`Router::propose_many`]),
+    /// then their cross-shard effects as one per target shard, then the completions as one
+    /// per home shard (in the background). A stage that misses `deadline` answers its
+    /// commands TIMEOUT (a retry with the same request id finds their outcome); the others
+    /// keep theirs.
+    pub async fn execute_batch(self: &Arc<Self>, cmds: Vec<Command>, deadline: Duration) -> Vec<NodeResult<Outcome>> {
+        let until = tokio::time::Instant::now() + deadline;
+        let mut results: Vec<Option<NodeResult<Outcome>>> = (0..cmds.len()).map(|_| None).collect();
+        let mut homes: BTreeMap<u32, (Vec<usize>, Vec<Command>)> = BTreeMap::new();
+        let mut singles = Vec::new();
+        for (i, cmd) in cmds.into_iter().enumerate() {
+            match self.home_of(&cmd) {
+                Ok(Some(shard)) => {
+                    let (positions, group) = homes.entry(shard).or_default();
+                    positions.push(i);
+                    group.push(cmd);
+                }
+                Ok(None) => singles.push((i, cmd)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        let proposed = futures::future::join_all(homes.into_iter().map(|(shard, (positions, group))| async move {
+            let count = group.len();
+            let answers = tokio::time::timeout_at(until, self.propose_many(shard, group))
+                .await
+                .unwrap_or_else(|_| vec![Err(NodeError::Timeout); count]);
+            (positions, answers)
+        }));
+        let alone = futures::future::join_all(singles.into_iter().map(|(i, cmd)| async move {
+            (i, tokio::time::timeout_at(until, self.execute(cmd)).await.unwrap_or(Err(NodeError::Timeout)))
+        }));
+        let (proposed, alone) = futures::future::join(proposed, alone).await;
+        for (i, result) in alone {
+            results[i] = Some(result);
+        }
+        let mut targets: BTreeMap<u32, Vec<(usize, PendingEffect)>> = BTreeMap::new();
+        for (positions, answers) in proposed {
+            for (i, answer) in positions.into_iter().zip(answers) {
+                match answer {
+                    Ok(Applied::Done(result)) => results[i] = Some(result.map_err(NodeError::from)),
+                    Ok(Applied::Pending(pending)) => {
+                        let target = self.layout.shard_of(&pending.effect.target_account);
+                        targets.entry(target).or_default().push((i, pending));
+                    }
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
+        }
+        let delivered = futures::future::join_all(targets.into_iter().map(|(target, pending)| async move {
+            let deliveries = pending.iter().map(|(_, p)| Command::ApplyEffect(p.delivery())).collect();
+            let count = pending.len();
+            let answers = tokio::time::timeout_at(until, self.propose_many(target, deliveries))
+                .await
+                .unwrap_or_else(|_| vec![Err(NodeError::Timeout); count]);
+            (target, pending, answers)
+        }))
+        .await;
+        let mut completions: BTreeMap<u32, Vec<Command>> = BTreeMap::new();
+        for (target, pending, answers) in delivered {
+            for ((i, pending), answer) in pending.into_iter().zip(answers) {
+                let result = match answer {
+                    Ok(Applied::Done(Ok(Outcome::EffectApplied(result)))) => result,
+                    Err(e) => {
+                        results[i] = Some(Err(e));
+                        continue;
+                    }
+                    other => {
+                        let id = &pending.effect.id;
+                        results[i] = Some(Err(NodeError::Internal(format!("effect {id} on shard {target} answered {other:?}"))));
+                        continue;
+                    }
+                };
+                let (outcome, completion) = settle(&pending, result);
+                results[i] = Some(outcome);
+                if let Some(completion) = completion {
+                    completions.entry(completion.home_shard).or_default().push(Command::CompleteEffect(completion));
+                }
+            }
+        }
+        if !completions.is_empty() {
+            let router = self.clone();
+            tokio::spawn(async move {
+                let completing = completions.into_iter().map(|(home, cmds)| router.propose_many(home, cmds));
+                for answer in futures::future::join_all(completing).await.into_iter().flatten() {
+                    if let Err(e) = answer {
+                        tracing::debug!(error = %e, "completing an effect failed; the sweep retries");
+                    }
+                }
+            });
+        }
+        results.into_iter().map(|r| r.expect("every command of the batch is answered")).collect()
+    }
+
+    /// The home shard of a client command (validated first), or None for a command every
+    /// shard carries.
+    fn home_of(&self, cmd: &Command) -> NodeResult<Option<u32>> {
+        cmd.validate()?;
+        match cmd.route()? {
+            Route::AllShards => Ok(None),
+            Route::Key(key) => Ok(Some(self.layout.shard_of(&key))),
+            Route::Shard(shard) if shard < self.layout.shard_count => Ok(Some(shard)),
+            Route::Shard(shard) => Err(NodeError::Ledger(LedgerError::new(
+                ledger::ErrorCode::UnknownPayout,
+                format!("no shard {shard} in a cluster of {} shards", self.layout.shard_count),
+            ))),
+        }
+    }
+
     pub async fn read(&self, shard: u32, query: ReadQuery) -> NodeResult<ReadAnswer> {
         match self.on_leader(PeerRequest::Read { shard, query }).await? {
             PeerReply::Read(answer) => Ok(answer),
@@ -221,17 +399,8 @@ impl Router {
 
     /// Executes a client command to its final outcome.
     pub async fn execute(self: &Arc<Self>, cmd: Command) -> NodeResult<Outcome> {
-        cmd.validate()?;
-        let shard = match cmd.route()? {
-            Route::AllShards => return self.execute_everywhere(cmd).await,
-            Route::Key(key) => self.layout.shard_of(&key),
-            Route::Shard(shard) if shard < self.layout.shard_count => shard,
-            Route::Shard(shard) => {
-                return Err(NodeError::Ledger(LedgerError::new(
-                    ledger::ErrorCode::UnknownPayout,
-                    format!("no shard {shard} in a cluster of {} shards", self.layout.shard_count),
-                )))
-            }
+        let Some(shard) = self.home_of(&cmd)? else {
+            return self.execute_everywhere(cmd).await;
         };
         match self.propose(shard, cmd).await? {
             Applied::Done(result) => Ok(result?),
@@ -261,24 +430,20 @@ impl Router {
     /// (crash), a retry or the sweep completes it, with the same outcome.
     async fn finish_pending(self: &Arc<Self>, pending: PendingEffect) -> NodeResult<Outcome> {
         let result = self.apply_effect(pending.delivery()).await?;
-        if result == ledger::EffectResult::Forgotten {
-            // Another driver completed the effect meanwhile (a race with a retry or the
-            // sweep): the outcome is recorded at home, where a retry finds it.
-            return Err(NodeError::Unavailable(format!(
-                "effect {} was completed by another delivery; retry with the same request id",
-                pending.effect.id
-            )));
+        let (outcome, completion) = settle(&pending, result);
+        if let Some(completion) = completion {
+            let router = self.clone();
+            tokio::spawn(async move {
+                let id = completion.effect_id.clone();
+                let home = completion.home_shard;
+                match router.propose(home, Command::CompleteEffect(completion)).await {
+                    Ok(Applied::Done(_)) => {}
+                    Ok(Applied::Pending(p)) => tracing::error!(effect = %id, "completing the effect left {} pending", p.effect.id),
+                    Err(e) => tracing::debug!(effect = %id, error = %e, "completing effect failed; the sweep retries"),
+                }
+            });
         }
-        let outcome = ledger::final_outcome(&pending.finish, &pending.effect, &result)
-            .map_err(|e| NodeError::Internal(e.message))?;
-        let router = self.clone();
-        tokio::spawn(async move {
-            let id = pending.effect.id.clone();
-            if let Err(e) = router.complete_effect(&pending.effect, result).await {
-                tracing::debug!(effect = %id, error = %e, "completing effect failed; the sweep retries");
-            }
-        });
-        Ok(outcome?)
+        outcome
     }
 
     async fn apply_effect(&self, delivery: EffectDelivery) -> NodeResult<ledger::EffectResult> {
@@ -357,6 +522,23 @@ impl Router {
         }
         Ok(ledger::audit::global_audit(&audits, &|e: &Effect| applied.contains(&e.id)))
     }
+}
+
+/// A client's outcome from its home's pending record and the target's (deduplicated) result,
+/// with the completion the home must record (None when there is nothing to complete).
+fn settle(pending: &PendingEffect, result: ledger::EffectResult) -> (NodeResult<Outcome>, Option<CompleteEffect>) {
+    if result == ledger::EffectResult::Forgotten {
+        // Another driver completed the effect meanwhile (a race with a retry or the sweep):
+        // the outcome is recorded at home, where a retry finds it.
+        let message = format!("effect {} was completed by another delivery; retry with the same request id", pending.effect.id);
+        return (Err(NodeError::Unavailable(message)), None);
+    }
+    let outcome = match ledger::final_outcome(&pending.finish, &pending.effect, &result) {
+        Ok(outcome) => outcome.map_err(NodeError::from),
+        Err(e) => return (Err(NodeError::Internal(e.message)), None),
+    };
+    let completion = CompleteEffect { effect_id: pending.effect.id.clone(), home_shard: pending.effect.home_shard, result };
+    (outcome, Some(completion))
 }
 
 /// When the effect's home entry was committed (leader's clock).

@@ -134,20 +134,27 @@ impl Ledger for LedgerService {
             ))
             .into());
         }
-        // Every command runs on its own; those of one shard meet in the shard's next entry.
-        let runs = commands.into_iter().map(|c| async move {
-            let result = match convert::batch_command(c) {
-                Ok(cmd) => match tokio::time::timeout(deadline, self.router.execute(cmd)).await {
-                    Ok(Ok(outcome)) => convert::batch_outcome(outcome),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(NodeError::Timeout),
-                },
-                Err(e) => Err(NodeError::Ledger(e)),
-            };
-            let result = result.unwrap_or_else(|e| proto::batch_result::Result::Error(error_detail(&e).1));
-            proto::BatchResult { result: Some(result) }
-        });
-        let results = futures::future::join_all(runs).await;
+        // Each command is answered on its own; the router moves them per shard, not one by one.
+        let mut results: Vec<Option<Result<ledger::Outcome, NodeError>>> = Vec::with_capacity(commands.len());
+        let mut valid = Vec::with_capacity(commands.len());
+        for c in commands {
+            match convert::batch_command(c) {
+                Ok(cmd) => {
+                    valid.push(cmd);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(NodeError::Ledger(e)))),
+            }
+        }
+        let mut outcomes = self.router.execute_batch(valid, deadline).await.into_iter();
+        let results = results
+            .into_iter()
+            .map(|slot| {
+                let outcome = slot.unwrap_or_else(|| outcomes.next().expect("one outcome per valid command"));
+                let result = outcome.and_then(convert::batch_outcome);
+                proto::BatchResult { result: Some(result.unwrap_or_else(|e| proto::batch_result::Result::Error(error_detail(&e).1))) }
+            })
+            .collect();
         Ok(Response::new(proto::SubmitBatchReply { results }))
     }
 

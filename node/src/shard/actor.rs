@@ -104,6 +104,11 @@ impl Handler<ShardMsg> for ShardActor {
     fn handle(&mut self, msg: ShardMsg, ctx: &mut Context<Self>) {
         match msg {
             ShardMsg::Propose { cmd, reply } => self.replica.propose(cmd, reply),
+            ShardMsg::ProposeMany { proposals } => {
+                for (cmd, reply) in proposals {
+                    self.replica.propose(cmd, reply);
+                }
+            }
             ShardMsg::Read { query, reply } => self.replica.read(query, reply),
             ShardMsg::Raft(m) => self.replica.step(*m),
             ShardMsg::Persisted { number } => {

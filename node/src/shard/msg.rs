@@ -50,6 +50,8 @@ pub struct ShardStatus {
 
 pub enum ShardMsg {
     Propose { cmd: Command, reply: ProposeReply },
+    /// Many proposals in one message (a client's batch, or effects bound for this shard).
+    ProposeMany { proposals: Vec<(Command, ProposeReply)> },
     Read { query: ReadQuery, reply: ReadReply },
     /// A raft message from a peer replica of this shard.
     Raft(Box<RaftMessage>),

@@ -31,13 +31,15 @@ const FORWARD_QUEUE_MAX: usize = 65_536;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum PeerRequest {
     Propose { shard: u32, cmd: Command },
+    /// Commands of one shard, each answered on its own (`PeerReply::AppliedMany`, in order).
+    ProposeMany { shard: u32, cmds: Vec<Command> },
     Read { shard: u32, query: ReadQuery },
 }
 
 impl PeerRequest {
     pub fn shard(&self) -> u32 {
         match self {
-            PeerRequest::Propose { shard, .. } | PeerRequest::Read { shard, .. } => *shard,
+            PeerRequest::Propose { shard, .. } | PeerRequest::ProposeMany { shard, .. } | PeerRequest::Read { shard, .. } => *shard,
         }
     }
 }
@@ -45,6 +47,7 @@ impl PeerRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum PeerReply {
     Applied(Applied),
+    AppliedMany(Vec<NodeResult<Applied>>),
     Read(ReadAnswer),
 }
 

@@ -27,6 +27,7 @@ impl PeerService {
         let work = async {
             match request {
                 PeerRequest::Propose { shard, cmd } => self.router.propose_local(shard, cmd).await.map(PeerReply::Applied),
+                PeerRequest::ProposeMany { shard, cmds } => Ok(PeerReply::AppliedMany(self.router.propose_local_many(shard, cmds).await)),
                 PeerRequest::Read { shard, query } => self.router.read_local(shard, query).await.map(PeerReply::Read),
             }
         };
