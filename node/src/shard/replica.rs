@@ -97,6 +97,10 @@ struct Proposal {
     index: u64,
     term: u64,
     replies: Vec<ProposeReply>,
+    /// The batch as proposed, until it is applied: the entry committed at this index and
+    /// term is this batch (raft's log matching), so the leader applies it from here instead
+    /// of decompressing and decoding the bytes it encoded itself.
+    batch: Option<EntryBatch>,
 }
 
 pub struct Replica {
@@ -628,7 +632,8 @@ impl Replica {
             let chunk: Vec<(Command, ProposeReply)> = self.batch.drain(..take).collect();
             self.last_timestamp_ms = self.last_timestamp_ms.max(self.cfg.clock.now_ms());
             let (commands, replies): (Vec<_>, Vec<_>) = chunk.into_iter().unzip();
-            let data = EntryBatch { timestamp_ms: self.last_timestamp_ms, commands }.encode();
+            let batch = EntryBatch { timestamp_ms: self.last_timestamp_ms, commands };
+            let data = batch.encode();
             let before = self.raw.raft.raft_log.last_index();
             match self.raw.propose(Vec::new(), data) {
                 Ok(()) => {
@@ -638,7 +643,7 @@ impl Replica {
                     if let Some(last) = self.proposals.back() {
                         assert!(index > last.index, "proposal indexes must increase");
                     }
-                    self.proposals.push_back(Proposal { index, term, replies });
+                    self.proposals.push_back(Proposal { index, term, replies, batch: Some(batch) });
                 }
                 Err(e) => {
                     let err = match e {
@@ -830,8 +835,17 @@ impl Replica {
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
                 EntryType::EntryNormal => {
-                    let decoded = EntryBatch::decode(&entry.data)
-                        .unwrap_or_else(|e| panic!("shard {shard}: undecodable entry {}: {e}", entry.index));
+                    let proposed = self
+                        .proposals
+                        .iter_mut()
+                        .take_while(|p| p.index <= entry.index)
+                        .find(|p| p.index == entry.index && p.term == entry.term)
+                        .and_then(|p| p.batch.take());
+                    let decoded = match proposed {
+                        Some(batch) => batch,
+                        None => EntryBatch::decode(&entry.data)
+                            .unwrap_or_else(|e| panic!("shard {shard}: undecodable entry {}: {e}", entry.index)),
+                    };
                     let results = decoded
                         .commands
                         .iter()
