@@ -85,6 +85,12 @@ pub struct NodeConfig {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub grpc_threads: u64,
 
+    /// Client commands the node works on at once (single calls and every command of a
+    /// SubmitBatch); beyond it requests are answered UNAVAILABLE at once and clients retry
+    /// with backoff. At least one full batch (8,192 commands).
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(8_192..=16_777_216))]
+    pub max_commands_in_flight: u32,
+
     /// Interval of the safety-net sweep that re-drives pending cross-shard effects.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub effect_sweep_ms: u64,
@@ -173,5 +179,10 @@ mod tests {
             assert!(NodeConfig::try_parse_from(["n", "--grpc-threads", bad]).is_err(), "--grpc-threads {bad}");
         }
         assert!(parse(&["--heartbeat-ticks", "10"]).validate().is_err());
+        assert_eq!(parse(&[]).max_commands_in_flight, 65_536);
+        assert_eq!(parse(&["--max-commands-in-flight", "8192"]).max_commands_in_flight, 8_192);
+        for bad in ["8191", "0", "16777217", "-5", "many"] {
+            assert!(NodeConfig::try_parse_from(["n", "--max-commands-in-flight", bad]).is_err(), "--max-commands-in-flight {bad}");
+        }
     }
 }

@@ -207,7 +207,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     tokio::spawn(router::sweep_forever(router.clone(), Duration::from_millis(cfg.effect_sweep_ms)));
 
     let timeout = Duration::from_millis(cfg.request_timeout_ms);
-    let ledger = LedgerService::new(router.clone(), timeout, cfg.id, members.clone());
+    let ledger = LedgerService::new(router.clone(), timeout, cfg.id, members.clone(), cfg.max_commands_in_flight);
     let admin = AdminService::new(router.clone(), timeout, cfg.id, members.clone());
     let peer = PeerService::new(router.clone(), timeout);
     let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -144,3 +144,48 @@ async fn a_batch_of_cross_shard_gifts_to_every_shard_conserves_value() {
         assert_eq!(balance_opt(&client, c).await, Some((0, 400, 0)), "{c}");
     }
 }
+
+#[tokio::test]
+async fn a_node_refuses_commands_beyond_its_bound_until_it_has_answered_earlier_ones() {
+    let node = TestNode::start_with_args(8, &["--max-commands-in-flight", "8192"]).await;
+    let client = node.client();
+    let fan = name_where("bound-fan", |_| true);
+    let creator = name_not_in_shard("bound-creator", shard_of(&fan));
+    let mut raw = raw(&node).await;
+    submit(&mut raw, vec![C::Purchase(purchase_req("bound-seed", &fan, "1000.00", "USD", "bound-pay"))]).await;
+    let batch = |round: usize, call: usize| -> SubmitBatchRequest {
+        let gifts = (0..8_192).map(|i| C::Gift(gift_req(&format!("bound-{round}-{call}-{i}"), &fan, &creator, "rose", 1)));
+        SubmitBatchRequest { commands: gifts.map(|c| BatchCommand { command: Some(c) }).collect() }
+    };
+    // Two batches of the bound at once: unless the first is answered before the second
+    // arrives (then try again), the second is refused whole, and applies nothing.
+    let mut applied = 0u64;
+    let mut refused = None;
+    for round in 0..5 {
+        let (mut a, mut b) = (raw.clone(), raw.clone());
+        let (first, second) = tokio::join!(a.submit_batch(batch(round, 0)), b.submit_batch(batch(round, 1)));
+        for reply in [first, second] {
+            match reply {
+                Ok(reply) => {
+                    for r in &reply.into_inner().results {
+                        assert_eq!(gift_of(r).coins_debited, 1);
+                        applied += 1;
+                    }
+                }
+                Err(status) => refused = Some(status),
+            }
+        }
+        if refused.is_some() {
+            break;
+        }
+    }
+    let refused = refused.expect("two batches of the bound at once: one is refused");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("--max-commands-in-flight"), "{}", refused.message());
+    // Once answered, the slots are free again: a resend of a refused batch goes through.
+    let again = submit(&mut raw, batch(99, 0).commands.into_iter().filter_map(|c| c.command).collect()).await;
+    applied += again.len() as u64;
+    let audit = settled_audit(&client, Duration::from_secs(20)).await;
+    assert_eq!(audit.coins_spent_on_gifts, applied);
+    assert_eq!(balance_opt(&client, &fan).await.map(|b| b.0), Some(110_000 - applied));
+}

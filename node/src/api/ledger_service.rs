@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::admission::Admission;
 use super::status::error_detail;
 use super::{convert, deadline_of, unexpected, within};
 use crate::error::NodeError;
@@ -23,14 +24,16 @@ pub struct LedgerService {
     node_id: u64,
     /// Every member's address by node id, for Topology.
     addresses: Arc<BTreeMap<u64, String>>,
+    admission: Admission,
 }
 
 impl LedgerService {
-    pub fn new(router: Arc<Router>, request_timeout: Duration, node_id: u64, addresses: Arc<BTreeMap<u64, String>>) -> Self {
-        Self { router, request_timeout, node_id, addresses }
+    pub fn new(router: Arc<Router>, request_timeout: Duration, node_id: u64, addresses: Arc<BTreeMap<u64, String>>, max_commands_in_flight: u32) -> Self {
+        Self { router, request_timeout, node_id, addresses, admission: Admission::new(max_commands_in_flight) }
     }
 
     async fn execute<T>(&self, request: &Request<T>, cmd: Command) -> Result<Outcome, Status> {
+        let _slot = self.admission.admit(1)?;
         within(deadline_of(request, self.request_timeout), self.router.execute(cmd)).await
     }
 
@@ -134,6 +137,7 @@ impl Ledger for LedgerService {
             ))
             .into());
         }
+        let _slots = self.admission.admit(commands.len())?;
         // Each command is answered on its own; the router moves them per shard, not one by one.
         let mut results: Vec<Option<Result<ledger::Outcome, NodeError>>> = Vec::with_capacity(commands.len());
         let mut valid = Vec::with_capacity(commands.len());

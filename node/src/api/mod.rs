@@ -2,6 +2,7 @@
 //! errors (`status`). No ledger rule lives here.
 
 pub mod admin;
+pub mod admission;
 pub mod convert;
 pub mod ledger_service;
 pub mod status;

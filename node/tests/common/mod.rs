@@ -55,6 +55,8 @@ pub struct TestNode {
     root: TempDir,
     client: Client,
     starts: u32,
+    /// Extra command-line arguments of every start.
+    args: Vec<String>,
 }
 
 impl TestNode {
@@ -64,6 +66,11 @@ impl TestNode {
     }
 
     pub async fn start_with(shards: u32) -> TestNode {
+        TestNode::start_with_args(shards, &[]).await
+    }
+
+    /// A fresh node with `shards` shards and extra command-line arguments.
+    pub async fn start_with_args(shards: u32, args: &[&str]) -> TestNode {
         let root = tempfile::Builder::new()
             .prefix("coinledger-test-")
             .tempdir()
@@ -76,6 +83,7 @@ impl TestNode {
             root,
             client: new_client(port),
             starts: 0,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         // The port is free when probed, but another test may grab it before the node binds:
         // then the node exits at once and a new port is tried.
@@ -125,6 +133,7 @@ impl TestNode {
             .arg(self.data_dir())
             .arg("--shards")
             .arg(self.shards.to_string())
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log("stdout")?)
             .stderr(log("stderr")?)
