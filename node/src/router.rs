@@ -204,10 +204,7 @@ impl Router {
             let remote = target != self.node_id;
             let next = match &result {
                 Err(NodeError::NotLeader { leader_id: Some(leader), .. }) if *leader != target => Some(*leader),
-                Err(NodeError::NotLeader { .. }) | Err(NodeError::Unavailable(_)) => Some(self.next_replica(shard, target)),
-                // A forward that timed out: that node is paused or cut off. Resending is safe
-                // (idempotent by request id) and may find the new leader.
-                Err(NodeError::Timeout) if remote => Some(self.next_replica(shard, target)),
+                result if try_elsewhere(result, remote) => Some(self.next_replica(shard, target)),
                 _ => None,
             };
             match next {
@@ -260,11 +257,7 @@ impl Router {
         } else {
             self.propose_local_many(shard, cmds.clone()).await
         };
-        let retry = |answer: &NodeResult<Applied>| match answer {
-            Err(NodeError::NotLeader { .. }) | Err(NodeError::Unavailable(_)) => true,
-            Err(NodeError::Timeout) => remote,
-            _ => false,
-        };
+        let retry = |answer: &NodeResult<Applied>| try_elsewhere(answer, remote);
         if !answers.iter().any(retry) {
             return answers;
         }
@@ -435,11 +428,8 @@ impl Router {
             let router = self.clone();
             tokio::spawn(async move {
                 let id = completion.effect_id.clone();
-                let home = completion.home_shard;
-                match router.propose(home, Command::CompleteEffect(completion)).await {
-                    Ok(Applied::Done(_)) => {}
-                    Ok(Applied::Pending(p)) => tracing::error!(effect = %id, "completing the effect left {} pending", p.effect.id),
-                    Err(e) => tracing::debug!(effect = %id, error = %e, "completing effect failed; the sweep retries"),
+                if let Err(e) = router.complete_effect(completion).await {
+                    tracing::debug!(effect = %id, error = %e, "completing effect failed; the sweep retries");
                 }
             });
         }
@@ -455,9 +445,8 @@ impl Router {
         }
     }
 
-    async fn complete_effect(&self, effect: &Effect, result: ledger::EffectResult) -> NodeResult<()> {
-        let complete = CompleteEffect { effect_id: effect.id.clone(), home_shard: effect.home_shard, result };
-        match self.propose(effect.home_shard, Command::CompleteEffect(complete)).await? {
+    async fn complete_effect(&self, completion: CompleteEffect) -> NodeResult<()> {
+        match self.propose(completion.home_shard, Command::CompleteEffect(completion)).await? {
             Applied::Done(_) => Ok(()),
             Applied::Pending(p) => Err(NodeError::Internal(format!("completing effect {} left it pending", p.effect.id))),
         }
@@ -467,7 +456,7 @@ impl Router {
     /// index of the oldest effect in that outbox (everything below it is completed).
     async fn redrive_effect(&self, effect: &Effect, completed_below: u64) -> NodeResult<()> {
         let result = self.apply_effect(EffectDelivery { effect: effect.clone(), completed_below }).await?;
-        self.complete_effect(effect, result).await
+        self.complete_effect(CompleteEffect { effect_id: effect.id.clone(), home_shard: effect.home_shard, result }).await
     }
 
     /// Re-drives the effects pending in `shard`'s outbox that were committed at least
@@ -521,6 +510,18 @@ impl Router {
             }
         }
         Ok(ledger::audit::global_audit(&audits, &|e: &Effect| applied.contains(&e.id)))
+    }
+}
+
+/// Whether an answer from a shard's guessed leader (`remote`: on another node) says to try
+/// the command at another replica: NOT_LEADER, UNAVAILABLE, or a forward that timed out
+/// (that node is paused or cut off). Resending is safe: every command is idempotent by
+/// request id.
+fn try_elsewhere<T>(result: &NodeResult<T>, remote: bool) -> bool {
+    match result {
+        Err(NodeError::NotLeader { .. }) | Err(NodeError::Unavailable(_)) => true,
+        Err(NodeError::Timeout) => remote,
+        _ => false,
     }
 }
 

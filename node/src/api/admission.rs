@@ -37,7 +37,8 @@ impl Admission {
     }
 
     /// Slots free right now.
-    pub fn available(&self) -> usize {
+    #[cfg(test)]
+    fn available(&self) -> usize {
         self.slots.available_permits()
     }
 }

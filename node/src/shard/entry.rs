@@ -53,9 +53,10 @@ impl EntryBatch {
     /// log leaf of up to 16 entries whole when it consolidates or splits it, and the leader
     /// sends it to every follower: the bytes saved are saved several times over.
     pub fn encode(&self) -> Vec<u8> {
-        let plain = postcard::to_stdvec(self).expect("encode entry batch");
+        let tagged = postcard::to_extend(self, vec![PLAIN]).expect("encode entry batch");
+        let plain = &tagged[1..];
         if plain.len() >= COMPRESS_BYTES_MIN {
-            let compressed = lz4_flex::compress_prepend_size(&plain);
+            let compressed = lz4_flex::compress_prepend_size(plain);
             if compressed.len() < plain.len() {
                 let mut payload = Vec::with_capacity(1 + compressed.len());
                 payload.push(LZ4);
@@ -63,10 +64,7 @@ impl EntryBatch {
                 return payload;
             }
         }
-        let mut payload = Vec::with_capacity(1 + plain.len());
-        payload.push(PLAIN);
-        payload.extend_from_slice(&plain);
-        payload
+        tagged
     }
 
     pub fn decode(payload: &[u8]) -> Result<Self, EntryDecodeError> {
