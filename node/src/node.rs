@@ -44,10 +44,16 @@ struct NodeMeta {
 /// format 5 keeps that page in the account's own record (`acct/`); format 6 keeps inbox pages
 /// of 2 home indexes instead of 64, as sorted rows with their results (binary-searched);
 /// format 7 keeps request records in pages of about 16 (`rqp/`, see `shard/request_pages.rs`)
-/// instead of a key each (`req/`).
-const STORAGE_FORMAT: u32 = 7;
+/// instead of a key each (`req/`); format 8 records a cross-shard gift's outcome under its
+/// request id when the sender is debited instead of when the credit is completed.
+const STORAGE_FORMAT: u32 = 8;
 
-fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
+/// The one earlier format this build upgrades in place (see [`upgrade_from_7`]).
+const UPGRADABLE_FORMAT: u32 = 7;
+
+/// Checks that the data directory was made for this node and returns its storage format
+/// (writing this build's on a new directory).
+fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<u32, String> {
     let want = NodeMeta { node_id: cfg.id, shard_count: cfg.shards };
     match engine.get(keys::NODE_META).map_err(|e| e.to_string())? {
         Some(bytes) => {
@@ -62,7 +68,7 @@ fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
                 None => 1,
                 Some(b) => u32::from_be_bytes(b.as_slice().try_into().map_err(|_| format!("corrupt storage format marker ({} bytes)", b.len()))?),
             };
-            if format != STORAGE_FORMAT {
+            if format != STORAGE_FORMAT && format != UPGRADABLE_FORMAT {
                 return Err(format!(
                     "data directory {} is in storage format {format}; this build reads format {STORAGE_FORMAT} only: \
                      start it on an empty directory (its replicas are rebuilt from the other nodes by snapshot) \
@@ -70,6 +76,7 @@ fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
                     cfg.data_dir.display()
                 ));
             }
+            Ok(format)
         }
         None => {
             let mut batch = WriteBatch::default();
@@ -77,8 +84,27 @@ fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<(), String> {
             batch.put(keys::NODE_META.to_vec(), postcard::to_stdvec(&want).expect("encode meta"));
             engine.write(batch).map_err(|e| e.to_string())?;
             engine.sync().map_err(|e| e.to_string())?;
+            Ok(STORAGE_FORMAT)
         }
     }
+}
+
+/// Upgrades a directory of format 7 to 8 before its replicas start: every cross-shard gift
+/// still waiting in an outbox gets its request recorded as done, as this build records it at
+/// the debit (its completion will only release the outbox record). Entries above a replica's
+/// applied index are applied by this build anyway. A crash before the new marker is written
+/// repeats the upgrade, which changes nothing the second time.
+fn upgrade_from_7(engine: &dyn Engine, replicas: &mut [Replica]) -> Result<(), String> {
+    let mut recorded = 0;
+    for replica in replicas.iter_mut() {
+        recorded += replica.record_pending_gift_outcomes().map_err(|e| format!("upgrading shard {}: {e}", replica.shard()))?;
+    }
+    engine.sync().map_err(|e| e.to_string())?;
+    let mut batch = WriteBatch::default();
+    batch.put(keys::STORAGE_FORMAT.to_vec(), STORAGE_FORMAT.to_be_bytes().to_vec());
+    engine.write(batch).map_err(|e| e.to_string())?;
+    engine.sync().map_err(|e| e.to_string())?;
+    tracing::info!(from = UPGRADABLE_FORMAT, to = STORAGE_FORMAT, gift_requests_recorded = recorded, "storage format upgraded");
     Ok(())
 }
 
@@ -162,7 +188,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let engine: SharedEngine = Arc::new(
         SledEngine::open(&cfg.data_dir, cfg.cache_mb << 20).map_err(|e| format!("cannot open {}: {e}", cfg.data_dir.display()))?,
     );
-    check_meta(engine.as_ref(), &cfg)?;
+    let format = check_meta(engine.as_ref(), &cfg)?;
     let layout = Layout::new(cfg.shards);
     let timing = RaftTiming {
         tick_ms: cfg.tick_ms,
@@ -189,6 +215,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             clock: Clock::System,
         };
         replicas.push(Replica::open(rc, engine.clone()).map_err(|e| format!("shard {shard}: {e}"))?);
+    }
+    if format == UPGRADABLE_FORMAT {
+        upgrade_from_7(engine.as_ref(), &mut replicas)?;
     }
     let (syncer, _sync_thread) = Syncer::start(engine.clone());
     let hooks = Arc::new(NodeHooks {
@@ -290,6 +319,13 @@ mod tests {
         assert!(check_meta(&engine, &other).unwrap_err().contains("with 16 shards"));
 
         // A directory from before history pages (format 1) has the identity but no marker.
+        let mut batch = WriteBatch::default();
+        batch.delete(keys::STORAGE_FORMAT.to_vec());
+        engine.write(batch).unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put(keys::STORAGE_FORMAT.to_vec(), UPGRADABLE_FORMAT.to_be_bytes().to_vec());
+        engine.write(batch).unwrap();
+        assert_eq!(check_meta(&engine, &cfg), Ok(UPGRADABLE_FORMAT), "format 7 opens, to be upgraded");
         let mut batch = WriteBatch::default();
         batch.delete(keys::STORAGE_FORMAT.to_vec());
         engine.write(batch).unwrap();

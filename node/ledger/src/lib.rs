@@ -97,7 +97,7 @@ pub mod store;
 
 pub use apply::apply;
 pub use book::Finish;
-pub use cmd::effect::final_outcome;
+pub use cmd::effect::{final_outcome, record_pending_gift_outcomes};
 pub use audit::{global_audit, shard_audit, GlobalAudit, ShardAudit};
 pub use cmd::{CashOut, Command, Gift, PayoutCmd, Purchase, Refund, Route, SetFrozen, SetLimit, SetRates};
 pub use context::{EntryContext, DAY_MS};

@@ -8,10 +8,12 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 
 use crate::apply::apply;
+use crate::book::{self, OutboxRecord, RequestRecord, RequestState};
 use crate::audit::{global_audit, shard_audit, GlobalAudit};
 use crate::cmd::{CashOut, Command, Gift, PayoutCmd, Purchase, Refund, Route, SetFrozen, SetLimit, SetRates};
 use crate::context::EntryContext;
 use crate::error::{ErrorCode, LedgerError};
+use crate::keys;
 use crate::layout::Layout;
 use crate::model::{Account, Applied, CommandResult, CompleteEffect, Effect, EffectDelivery, EffectResult, HistoryEntry, Outcome};
 use crate::money::Money;
@@ -151,14 +153,30 @@ impl World {
     /// Delivers queued completion `i` to its home shard.
     pub fn deliver_completion(&mut self, i: usize) -> Applied {
         let completion = self.completions.remove(i);
+        let home = completion.home_shard as usize;
+        let outbox: Option<OutboxRecord> = book::get(&self.shards[home], &keys::outbox_of(&completion.effect_id));
         let applied = self.apply_on(completion.home_shard, &Command::CompleteEffect(completion.clone()));
-        if let Applied::Done(result) = &applied {
-            if result != &Ok(Outcome::EffectCompleted) {
-                if let Some(preview) = self.previewed.get(&completion.effect_id) {
-                    assert_eq!(preview, result, "effect {}: the early answer differs from the recorded one", completion.effect_id);
+        let Applied::Done(answer) = &applied else { return applied };
+        // The command's outcome as its request now records it: what a completion answers, or,
+        // for a gift (whose completion only releases the outbox record), what was recorded
+        // when its sender was debited.
+        let recorded = match (answer, &outbox) {
+            (Ok(Outcome::EffectCompleted), Some(record)) => {
+                assert!(!self.shards[home].map.contains_key(&keys::outbox_of(&completion.effect_id)), "completed effect {} is still in the outbox", completion.effect_id);
+                let request: RequestRecord = book::get(&self.shards[home], &keys::request(&record.request_id)).expect("a completed effect's request is recorded");
+                match request.state {
+                    RequestState::Done(outcome) => Some(outcome),
+                    RequestState::Pending(_) => panic!("request {} still pending after its effect completed", record.request_id),
                 }
-                self.finished.insert(completion.effect_id, result.clone());
             }
+            (Ok(Outcome::EffectCompleted), None) => None,
+            (result, _) => Some(result.clone()),
+        };
+        if let Some(recorded) = recorded {
+            if let Some(preview) = self.previewed.get(&completion.effect_id) {
+                assert_eq!(preview, &recorded, "effect {}: the early answer differs from the recorded one", completion.effect_id);
+            }
+            self.finished.insert(completion.effect_id, recorded);
         }
         applied
     }

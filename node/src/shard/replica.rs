@@ -586,6 +586,20 @@ impl Replica {
         self.raw.mut_store().write_commit(batch);
     }
 
+    /// The upgrade of storage format 7 (see `node.rs`), before the replica starts: records the
+    /// outcome of the gifts pending in this shard's outbox, as the ledger now does at the
+    /// debit, and writes it at the applied index the state is already at.
+    pub fn record_pending_gift_outcomes(&mut self) -> Result<usize, StorageError> {
+        assert_eq!(self.applied_index, self.flushed_index, "shard {}: upgraded before it applies anything", self.cfg.shard);
+        let engine = self.engine.clone();
+        let mut store = EngineStore::new(engine.as_ref(), &self.prefix, &mut self.state);
+        let recorded = ledger::record_pending_gift_outcomes(&mut store);
+        let mut batch = WriteBatch::default();
+        self.state.drain_into(engine.as_ref(), &self.prefix, &mut batch);
+        engine.write(batch)?;
+        Ok(recorded)
+    }
+
     /// Writes the cached state to the engine now (before a planned stop, or for a check that
     /// reads the engine directly). Only applying entries fills the cache, and it advances the
     /// applied index, so there is nothing to write while the two indexes agree.

@@ -170,6 +170,52 @@ pub fn final_outcome(finish: &Finish, effect: &Effect, result: &EffectResult) ->
     })
 }
 
+/// The outcome of a command that is known when its home applies it, whatever its effect's
+/// result: a gift's (its credit is never refused), recorded under the request id right away,
+/// so that completing the gift only releases its outbox record. None for purchases and
+/// refunds, whose outcome is the target's result.
+pub(crate) fn known_outcome(finish: &Finish) -> Option<CommandResult> {
+    match finish {
+        Finish::Gift(receipt) => Some(Ok(Outcome::Gift(receipt.clone()))),
+        Finish::Purchase | Finish::Refund => None,
+    }
+}
+
+/// The effect a request recorded by [`known_outcome`] may still wait for: its credit is
+/// pending as long as the home's outbox holds it. None for every other outcome.
+pub(crate) fn recorded_early(result: &CommandResult) -> Option<&str> {
+    match result {
+        Ok(Outcome::Gift(receipt)) => Some(&receipt.tx_id),
+        _ => None,
+    }
+}
+
+/// Whether completing an effect with `result` only releases its outbox record: the result of
+/// a gift credit, whose command's outcome was recorded by [`known_outcome`].
+pub(crate) fn completes_by_release(result: &EffectResult) -> bool {
+    matches!(result, EffectResult::GiftCredited { .. })
+}
+
+/// Brings a shard written before gifts recorded their outcome at the debit (storage format 7)
+/// up to date: each gift still in the outbox gets its request recorded as done, as
+/// [`known_outcome`] would have, since its completion will now only release the outbox record.
+/// Idempotent; returns the requests it recorded.
+pub fn record_pending_gift_outcomes(store: &mut dyn Store) -> usize {
+    let mut recorded = 0;
+    for (key, bytes) in store.scan(keys::OUTBOX_PREFIX, usize::MAX) {
+        let record: OutboxRecord = book::decode(&key, &bytes);
+        let Some(outcome) = known_outcome(&record.finish) else { continue };
+        let request_key = keys::request(&record.request_id);
+        let mut request: RequestRecord = book::get(store, &request_key).unwrap_or_else(|| panic!("effect {} has no request {}", record.effect.id, record.request_id));
+        if request.state == RequestState::Pending(record.effect.id.clone()) {
+            request.state = RequestState::Done(outcome);
+            book::put(store, &request_key, &request);
+            recorded += 1;
+        }
+    }
+    recorded
+}
+
 /// The home half of a command whose effect answered `result`: its payment record (for a
 /// purchase) is settled and its final outcome returned; the caller records that outcome under
 /// the request id. Err if the result does not fit the effect (a node bug): then nothing may
@@ -254,5 +300,31 @@ mod tests {
         for prefix in [&b"obx/"[..], b"ibx/", b"ibf/"] {
             assert_eq!(keys_under(&world, 0, prefix), 0, "{}", String::from_utf8_lossy(prefix));
         }
+    }
+
+    #[test]
+    fn a_shard_of_format_7_gets_its_pending_gifts_recorded_once() {
+        use crate::book::{self, RequestRecord, RequestState};
+        use crate::keys;
+        let mut world = World::new(16);
+        world.purchase("buy", "fan", "99.99", "USD", "pay-1").unwrap();
+        let creator = world.key_in_other_shard("fan", "creator");
+        let Applied::Pending(pending) = world.submit_only(&gift_cmd("g1", "fan", &creator, "doughnut", 1)) else { panic!() };
+        let home = world.layout.shard_of("fan") as usize;
+        let store = &mut world.shards[home];
+        // As a build before this one recorded it: pending until the completion.
+        let mut request: RequestRecord = book::get(store, &keys::request("g1")).unwrap();
+        let RequestState::Done(outcome) = request.state.clone() else { panic!("recorded at the debit") };
+        request.state = RequestState::Pending(pending.effect.id.clone());
+        book::put(store, &keys::request("g1"), &request);
+        assert_eq!(super::record_pending_gift_outcomes(store), 1);
+        let migrated: RequestRecord = book::get(store, &keys::request("g1")).unwrap();
+        assert_eq!(migrated.state, RequestState::Done(outcome));
+        let once = store.clone();
+        assert_eq!(super::record_pending_gift_outcomes(store), 0, "idempotent");
+        assert_eq!(store, &once);
+        world.drain();
+        assert_eq!(world.account(&creator).diamonds, 15);
+        assert!(world.audit().ok);
     }
 }

@@ -173,4 +173,44 @@ mod tests {
         assert_eq!(world.account(&creator).diamonds, 30);
         assert_eq!(world.audit().diamonds_in_flight, 0);
     }
+
+    #[test]
+    fn a_cross_shard_gift_retried_before_its_credit_waits_for_it_then_answers_the_receipt() {
+        let mut world = World::new(16);
+        world.purchase("buy", "fan", "9.99", "USD", "pay-1").unwrap();
+        let creator = world.key_in_other_shard("fan", "creator");
+        let gift = gift_cmd("g1", "fan", &creator, "doughnut", 2);
+        let Applied::Pending(first) = world.submit_only(&gift) else { panic!("a cross-shard gift waits for its credit") };
+        // Recorded as done at the debit, but a retry must not be answered before the credit.
+        let Applied::Pending(again) = world.submit_only(&gift) else { panic!("a retry before the credit waits for it too") };
+        assert_eq!(again.effect, first.effect);
+        world.effects.pop();
+        world.drain();
+        assert_eq!(world.account(&creator).diamonds, 30, "credited once");
+        let Applied::Done(Ok(Outcome::Gift(receipt))) = world.submit_only(&gift) else { panic!("a retry after the credit is answered") };
+        assert_eq!(Ok(Outcome::Gift(receipt.clone())), world.finished[&first.effect.id]);
+        assert_eq!(receipt.tx_id, first.effect.id);
+        assert!(world.audit().ok);
+    }
+
+    #[test]
+    fn completing_a_gift_releases_its_outbox_record_and_leaves_its_request_as_recorded() {
+        let mut world = World::new(16);
+        world.purchase("buy", "fan", "9.99", "USD", "pay-1").unwrap();
+        let creator = world.key_in_other_shard("fan", "creator");
+        let Applied::Pending(pending) = world.submit_only(&gift_cmd("g1", "fan", &creator, "doughnut", 1)) else { panic!() };
+        world.deliver_effect(0);
+        let home = world.layout.shard_of("fan") as usize;
+        let request_before = world.shards[home].map.get(&crate::keys::request("g1")).cloned();
+        assert!(request_before.is_some());
+        let Applied::Done(Ok(Outcome::EffectCompleted)) = world.deliver_completion(0) else { panic!() };
+        assert_eq!(world.shards[home].map.get(&crate::keys::request("g1")), request_before.as_ref(), "the request record is not rewritten");
+        assert!(!world.shards[home].map.contains_key(&crate::keys::outbox_of(&pending.effect.id)));
+        // A duplicate completion finds nothing to release and changes nothing.
+        let before = world.shards.clone();
+        world.completions.push(crate::CompleteEffect { effect_id: pending.effect.id.clone(), home_shard: home as u32, result: crate::EffectResult::GiftCredited { diamonds_balance: 15 } });
+        let Applied::Done(Ok(Outcome::EffectCompleted)) = world.deliver_completion(0) else { panic!() };
+        assert_eq!(world.shards, before);
+        assert!(world.audit().ok);
+    }
 }
