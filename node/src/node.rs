@@ -70,7 +70,7 @@ fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<u32, String> {
             };
             if format != STORAGE_FORMAT && format != UPGRADABLE_FORMAT {
                 return Err(format!(
-                    "data directory {} is in storage format {format}; this build reads format {STORAGE_FORMAT} only: \
+                    "data directory {} is in storage format {format}; this build reads format {STORAGE_FORMAT} and upgrades format {UPGRADABLE_FORMAT}: \
                      start it on an empty directory (its replicas are rebuilt from the other nodes by snapshot) \
                      or run the build that wrote it",
                     cfg.data_dir.display()

@@ -101,20 +101,18 @@ fn replay(store: &dyn Store, request: RequestRecord, body: &[u8], request_id: &s
         let message = format!("request id {request_id} was already used with a different request");
         return Applied::Done(Err(LedgerError::new(ErrorCode::RequestIdReused, message)));
     }
+    let waiting = |record: OutboxRecord| Applied::Pending(PendingEffect { effect: record.effect, finish: record.finish, completed_below: 0 });
     match request.state {
-        RequestState::Done(result) => match effect::recorded_early(&result) {
-            // Recorded when the sender was debited, but its credit may still be on its way:
-            // while the effect is in the outbox a retry waits for the credit, as the first
-            // attempt did, so that an answer is never given before the credit is committed.
-            Some(effect_id) => match book::get::<OutboxRecord>(store, &keys::outbox_of(effect_id)) {
-                Some(record) => Applied::Pending(PendingEffect { effect: record.effect, finish: record.finish, completed_below: 0 }),
-                None => Applied::Done(result),
-            },
+        // Recorded when the sender was debited, but its credit may still be on its way: while
+        // the effect is in the outbox a retry waits for the credit, as the first attempt did,
+        // so that an answer is never given before the credit is committed.
+        RequestState::Done(result) => match effect::recorded_early(&result).and_then(|id| book::get::<OutboxRecord>(store, &keys::outbox_of(id))) {
+            Some(record) => waiting(record),
             None => Applied::Done(result),
         },
         RequestState::Pending(effect_id) => {
             let record: OutboxRecord = book::get(store, &keys::outbox_of(&effect_id)).unwrap_or_else(|| panic!("request {request_id} waits for effect {effect_id}, which is not in the outbox"));
-            Applied::Pending(PendingEffect { effect: record.effect, finish: record.finish, completed_below: 0 })
+            waiting(record)
         }
     }
 }

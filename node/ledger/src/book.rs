@@ -459,8 +459,10 @@ pub(crate) struct RequestRecord {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum RequestState {
+    /// The first outcome. A cross-shard gift is Done from its debit on (its credit is never
+    /// refused), while its effect may still be in the outbox.
     Done(CommandResult),
-    /// Waiting for the CompleteEffect of this effect id.
+    /// Waiting for the CompleteEffect of this effect id (purchases and refunds).
     Pending(String),
 }
 
