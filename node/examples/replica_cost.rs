@@ -26,8 +26,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use coinledger_node::ledger::{self, Applied, Command, CompleteEffect, Layout, Outcome};
+use coinledger_node::raftlog::{sync_round, RaftWal};
 use coinledger_node::shard::replica::{Clock, Output, RaftTiming, Replica, ReplicaConfig};
-use coinledger_node::storage::{Engine, SharedEngine, SledEngine};
+use coinledger_node::storage::{SharedEngine, SledEngine};
 use coinledger_client::workload::{Generator, IdSequence, Names, Op, Shape, Workload};
 use raft::prelude::Message as RaftMessage;
 use tokio::sync::oneshot;
@@ -87,6 +88,7 @@ struct Args {
 
 struct SimNode {
     engine: Arc<SledEngine>,
+    wal: Arc<RaftWal>,
     /// Indexed by shard.
     replicas: Vec<Replica>,
     /// Per shard: the highest Ready number written and waiting for the node's next sync.
@@ -118,6 +120,7 @@ impl Harness {
             .map(|node_id| {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let engine = Arc::new(SledEngine::open(dir.path(), args.cache_mb << 20).expect("open sled"));
+                let wal = Arc::new(RaftWal::open(&dir.path().join("raftlog")).expect("open raft log"));
                 dirs.push(dir);
                 let replicas = (0..args.shards)
                     .map(|shard| {
@@ -134,10 +137,10 @@ impl Harness {
                             entry_cache_bytes: coinledger_node::raftlog::entry_cache_bytes(args.shards as usize),
                             clock: Clock::Manual(clock.clone()),
                         };
-                        Replica::open(cfg, engine.clone() as SharedEngine).expect("open replica")
+                        Replica::open(cfg, engine.clone() as SharedEngine, wal.clone()).expect("open replica")
                     })
                     .collect();
-                SimNode { engine, replicas, sync_wanted: BTreeMap::new() }
+                SimNode { engine, wal, replicas, sync_wanted: BTreeMap::new() }
             })
             .collect();
         Harness { layout, clock, nodes, network: Vec::new(), completions: Vec::new(), syncs: 0, ticks: 0, dirs }
@@ -172,7 +175,7 @@ impl Harness {
                     continue;
                 }
                 progressed = true;
-                self.nodes[node].engine.sync().expect("fsync");
+                sync_round(&self.nodes[node].wal, self.nodes[node].engine.as_ref()).expect("fsync");
                 self.syncs += 1;
                 for (shard, number) in std::mem::take(&mut self.nodes[node].sync_wanted) {
                     let mut out = Output::default();

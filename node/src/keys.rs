@@ -2,19 +2,23 @@
 //! prefix so that one engine (and one fsync) serves all shards.
 //!
 //! ```text
-//! R {shard:u32be} e {index:u64be}   raft log entry (protobuf eraftpb.Entry)
+//! R {shard:u32be} e {index:u64be}   raft log entry (before format 9; now in `raftlog/wal.rs`)
 //! R {shard:u32be} h                 raft hard state
 //! R {shard:u32be} c                 raft conf state
-//! R {shard:u32be} t                 truncated log state (index, term) after compaction
+//! R {shard:u32be} t                 truncated log state (index, term, epoch) after compaction
 //! A {shard:u32be}                   applied index (written with the ledger changes it covers)
 //! L {shard:u32be} {ledger key}      ledger state, see coinledger_ledger's key layout
 //! N meta                            node identity and layout, checked at every start
 //! N format                          storage format (u32 be), checked at every start
+//! N raftlog-moved                   the upgrade to format 9 moved the raft entries out
 //! ```
 
 pub const NODE_META: &[u8] = b"Nmeta";
 /// The storage format the data directory was written in (absent: format 1).
 pub const STORAGE_FORMAT: &[u8] = b"Nformat";
+/// Written with the deletion of the engine's raft entries once the upgrade to format 9 has
+/// copied them into the raft log (and synced it); removed when the upgrade completes.
+pub const RAFT_LOG_MOVED: &[u8] = b"Nraftlog-moved";
 
 fn shard_key(tag: u8, shard: u32, suffix: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(5 + suffix.len());

@@ -17,6 +17,7 @@ use crate::config::NodeConfig;
 use crate::keys;
 use crate::ledger::Layout;
 use crate::placement::Placement;
+use crate::raftlog::RaftWal;
 use crate::proto::peer::peer_server::PeerServer;
 use crate::proto::{admin_server::AdminServer, ledger_server::LedgerServer};
 use crate::transport::link::PEER_MESSAGE_BYTES_MAX;
@@ -45,11 +46,19 @@ struct NodeMeta {
 /// of 2 home indexes instead of 64, as sorted rows with their results (binary-searched);
 /// format 7 keeps request records in pages of about 16 (`rqp/`, see `shard/request_pages.rs`)
 /// instead of a key each (`req/`); format 8 records a cross-shard gift's outcome under its
-/// request id when the sender is debited instead of when the credit is completed.
-const STORAGE_FORMAT: u32 = 8;
+/// request id when the sender is debited instead of when the credit is completed; format 9
+/// keeps the raft entries in the node's raft log (`raftlog/` beside the engine's files, see
+/// `raftlog/wal.rs`) instead of a key each in the engine.
+const STORAGE_FORMAT: u32 = 9;
 
-/// The one earlier format this build upgrades in place (see [`upgrade_from_7`]).
+/// The earliest format this build upgrades in place: format 7 by [`upgrade_from_7`], both 7
+/// and 8 by [`move_raft_log_out_of_engine`].
 const UPGRADABLE_FORMAT: u32 = 7;
+
+/// The node's raft log, in the data directory beside the engine's own files.
+fn raft_log_dir(cfg: &NodeConfig) -> std::path::PathBuf {
+    cfg.data_dir.join("raftlog")
+}
 
 /// Checks that the data directory was made for this node and returns its storage format
 /// (writing this build's on a new directory).
@@ -68,12 +77,13 @@ fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<u32, String> {
                 None => 1,
                 Some(b) => u32::from_be_bytes(b.as_slice().try_into().map_err(|_| format!("corrupt storage format marker ({} bytes)", b.len()))?),
             };
-            if format != STORAGE_FORMAT && format != UPGRADABLE_FORMAT {
+            if !(UPGRADABLE_FORMAT..=STORAGE_FORMAT).contains(&format) {
                 return Err(format!(
-                    "data directory {} is in storage format {format}; this build reads format {STORAGE_FORMAT} and upgrades format {UPGRADABLE_FORMAT}: \
+                    "data directory {} is in storage format {format}; this build reads format {STORAGE_FORMAT} and upgrades formats {UPGRADABLE_FORMAT} to {}: \
                      start it on an empty directory (its replicas are rebuilt from the other nodes by snapshot) \
                      or run the build that wrote it",
-                    cfg.data_dir.display()
+                    cfg.data_dir.display(),
+                    STORAGE_FORMAT - 1
                 ));
             }
             Ok(format)
@@ -89,22 +99,77 @@ fn check_meta(engine: &dyn Engine, cfg: &NodeConfig) -> Result<u32, String> {
     }
 }
 
-/// Upgrades a directory of format 7 to 8 before its replicas start: every cross-shard gift
-/// still waiting in an outbox gets its request recorded as done, as this build records it at
-/// the debit (its completion will only release the outbox record). Entries above a replica's
-/// applied index are applied by this build anyway. A crash before the new marker is written
-/// repeats the upgrade, which changes nothing the second time.
-fn upgrade_from_7(engine: &dyn Engine, replicas: &mut [Replica]) -> Result<(), String> {
+/// Upgrades the ledger state of a directory of format 7 to 8 once its replicas are open:
+/// every cross-shard gift still waiting in an outbox gets its request recorded as done, as
+/// this build records it at the debit (its completion will only release the outbox record).
+/// Entries above a replica's applied index are applied by this build anyway. A crash before
+/// the new format is written repeats the upgrade, which changes nothing the second time.
+fn upgrade_from_7(replicas: &mut [Replica]) -> Result<usize, String> {
     let mut recorded = 0;
     for replica in replicas.iter_mut() {
         recorded += replica.record_pending_gift_outcomes().map_err(|e| format!("upgrading shard {}: {e}", replica.shard()))?;
     }
-    engine.sync().map_err(|e| e.to_string())?;
+    Ok(recorded)
+}
+
+/// Entries moved from the engine to the raft log per record (and per engine scan).
+const MOVE_CHUNK_ENTRIES: usize = 1_024;
+
+/// The upgrade to format 9, before the replicas open: every shard's raft entries are copied
+/// from the engine into a new raft log, which is synced; then one atomic engine write deletes
+/// them from the engine and marks the move done. A crash before that write repeats the move
+/// from the start (the partial raft log is removed first); after it, the move is skipped.
+fn move_raft_log_out_of_engine(engine: &dyn Engine, shard_count: u32, dir: &std::path::Path) -> Result<u64, String> {
+    let fail = |e: crate::storage::StorageError| format!("moving the raft log to {}: {e}", dir.display());
+    if engine.get(keys::RAFT_LOG_MOVED).map_err(fail)?.is_some() {
+        return Ok(0);
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("removing the partial raft log {}: {e}", dir.display())),
+    }
+    let wal = RaftWal::open(dir).map_err(fail)?;
+    let mut moved = 0u64;
+    let mut batch = WriteBatch::default();
+    for shard in 0..shard_count {
+        let end = keys::raft_entries_end(shard);
+        let mut start = keys::raft_entry(shard, 0);
+        loop {
+            let chunk = engine.scan(&start, &end, MOVE_CHUNK_ENTRIES, false).map_err(fail)?;
+            let Some((last_key, _)) = chunk.last() else { break };
+            let mut records = Vec::with_capacity(chunk.len());
+            for (key, value) in &chunk {
+                let entry = <raft::prelude::Entry as protobuf::Message>::parse_from_bytes(value)
+                    .map_err(|e| format!("raft entry {key:?} of shard {shard}: {e}"))?;
+                records.push((keys::raft_entry_index(key), entry.term, value.as_slice()));
+            }
+            wal.append(shard, 0, &records);
+            moved += chunk.len() as u64;
+            start = keys::raft_entry(shard, keys::raft_entry_index(last_key) + 1);
+            wal.sync().map_err(fail)?;
+            if chunk.len() < MOVE_CHUNK_ENTRIES {
+                break;
+            }
+        }
+        batch.delete_range(keys::raft_entry(shard, 0), end);
+    }
+    wal.sync().map_err(fail)?;
+    batch.put(keys::RAFT_LOG_MOVED.to_vec(), vec![1]);
+    engine.write(batch).map_err(fail)?;
+    engine.sync().map_err(fail)?;
+    Ok(moved)
+}
+
+/// Ends an upgrade: the new format, written once everything it needs is durable.
+fn finish_upgrade(engine: &dyn Engine, wal: &RaftWal, from: u32, entries_moved: u64, gift_requests_recorded: usize) -> Result<(), String> {
+    crate::raftlog::sync_round(wal, engine).map_err(|e| e.to_string())?;
     let mut batch = WriteBatch::default();
     batch.put(keys::STORAGE_FORMAT.to_vec(), STORAGE_FORMAT.to_be_bytes().to_vec());
+    batch.delete(keys::RAFT_LOG_MOVED.to_vec());
     engine.write(batch).map_err(|e| e.to_string())?;
     engine.sync().map_err(|e| e.to_string())?;
-    tracing::info!(from = UPGRADABLE_FORMAT, to = STORAGE_FORMAT, gift_requests_recorded = recorded, "storage format upgraded");
+    tracing::info!(from, to = STORAGE_FORMAT, entries_moved, gift_requests_recorded, "storage format upgraded");
     Ok(())
 }
 
@@ -189,6 +254,9 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         SledEngine::open(&cfg.data_dir, cfg.cache_mb << 20).map_err(|e| format!("cannot open {}: {e}", cfg.data_dir.display()))?,
     );
     let format = check_meta(engine.as_ref(), &cfg)?;
+    let wal_dir = raft_log_dir(&cfg);
+    let entries_moved = if format < STORAGE_FORMAT { move_raft_log_out_of_engine(engine.as_ref(), cfg.shards, &wal_dir)? } else { 0 };
+    let wal = Arc::new(RaftWal::open(&wal_dir).map_err(|e| format!("cannot open the raft log {}: {e}", wal_dir.display()))?);
     let layout = Layout::new(cfg.shards);
     let timing = RaftTiming {
         tick_ms: cfg.tick_ms,
@@ -214,12 +282,14 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             entry_cache_bytes,
             clock: Clock::System,
         };
-        replicas.push(Replica::open(rc, engine.clone()).map_err(|e| format!("shard {shard}: {e}"))?);
+        replicas.push(Replica::open(rc, engine.clone(), wal.clone()).map_err(|e| format!("shard {shard}: {e}"))?);
     }
-    if format == UPGRADABLE_FORMAT {
-        upgrade_from_7(engine.as_ref(), &mut replicas)?;
+    wal.forget_untaken();
+    if format < STORAGE_FORMAT {
+        let recorded = if format == 7 { upgrade_from_7(&mut replicas)? } else { 0 };
+        finish_upgrade(engine.as_ref(), &wal, format, entries_moved, recorded)?;
     }
-    let (syncer, _sync_thread) = Syncer::start(engine.clone());
+    let (syncer, _sync_thread) = Syncer::start(engine.clone(), wal.clone());
     let hooks = Arc::new(NodeHooks {
         router: OnceLock::new(),
         runtime: tokio::runtime::Handle::current(),
@@ -282,7 +352,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
             // Not needed for safety (the state is a function of the fsynced log), but the
             // next start then re-applies nothing instead of up to one flush period per shard.
             match tokio::time::timeout(SHUTDOWN_GRACE, router.flush_state()).await {
-                Ok(flushed) => match engine.sync() {
+                Ok(flushed) => match crate::raftlog::sync_round(&wal, engine.as_ref()) {
                     Ok(()) => tracing::info!(replicas = flushed, "stopping: shard state flushed"),
                     Err(e) => tracing::warn!(error = %e, "stopping: shard state flush not synced"),
                 },

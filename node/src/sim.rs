@@ -26,10 +26,10 @@ use tokio::sync::oneshot;
 use crate::error::NodeResult;
 use crate::keys;
 use crate::ledger::{self, Applied, Command, Layout, Outcome};
-use crate::raftlog::snapshot;
+use crate::raftlog::{snapshot, sync_round, RaftWal};
 use crate::shard::replica::{Clock, Output, RaftTiming, Replica, ReplicaConfig};
 use crate::shard::ReadQuery;
-use crate::storage::{MemEngine, SharedEngine};
+use crate::storage::{MemEngine, SharedEngine, StorageError};
 
 /// The one shard the simulation replicates (every account lives in it, so every command is
 /// applied inline and raft is what is under test).
@@ -87,9 +87,60 @@ pub struct SimReport {
     pub final_applied_index: u64,
 }
 
+/// A simulated node's storage: an in-memory engine and a raft log in a temporary directory.
+/// A crash keeps what was synced (and possibly some engine batches written since): what a
+/// node keeps when its process or machine dies.
+pub struct SimDisk {
+    pub engine: Arc<MemEngine>,
+    pub wal: Arc<RaftWal>,
+    dir: tempfile::TempDir,
+}
+
+impl SimDisk {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory for a simulated raft log");
+        let wal = Arc::new(RaftWal::open_for_simulation(dir.path()).expect("open simulated raft log"));
+        Self { engine: Arc::new(MemEngine::new()), wal, dir }
+    }
+
+    /// One group commit: the raft log and the engine made durable.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        sync_round(&self.wal, self.engine.as_ref())
+    }
+
+    /// The storage a crash leaves: everything synced, plus the first `engine_batches_kept`
+    /// engine batches written since; none of the raft log's unsynced appends.
+    pub fn crash(&self, engine_batches_kept: usize) -> SimDisk {
+        let dir = tempfile::tempdir().expect("temporary directory for a simulated raft log");
+        let wal = Arc::new(self.wal.crash_copy(dir.path()).expect("copy the durable raft log"));
+        Self { engine: Arc::new(self.engine.crash_copy(engine_batches_kept)), wal, dir }
+    }
+
+    pub fn open_replica(&self, cfg: ReplicaConfig) -> Result<Replica, StorageError> {
+        Replica::open(cfg, self.engine.clone() as SharedEngine, self.wal.clone())
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Default for SimDisk {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::ops::Deref for SimDisk {
+    type Target = MemEngine;
+    fn deref(&self) -> &MemEngine {
+        &self.engine
+    }
+}
+
 struct Node {
     id: u64,
-    engine: Arc<MemEngine>,
+    engine: SimDisk,
     replica: Option<Replica>,
     /// Highest Ready number written and waiting for its fsync.
     sync_wanted: Option<u64>,
@@ -151,9 +202,8 @@ impl World {
         let clock = Arc::new(AtomicU64::new(EPOCH_MS));
         let nodes = (1..=cfg.nodes)
             .map(|id| {
-                let engine = Arc::new(MemEngine::new());
-                let replica = Replica::open(replica_config(&cfg, id, &clock), engine.clone() as SharedEngine)
-                    .expect("open replica");
+                let engine = SimDisk::new();
+                let replica = engine.open_replica(replica_config(&cfg, id, &clock)).expect("open replica");
                 Node { id, engine, replica: Some(replica), sync_wanted: None, sync_done_at_ms: None, down_until_ms: None }
             })
             .collect();
@@ -264,8 +314,7 @@ impl World {
                 Some(_) => self.node(id).sync_done_at_ms = None,
             }
             let number = self.node(id).sync_wanted.take().expect("checked above");
-            use crate::storage::Engine;
-            self.node(id).engine.sync().expect("mem sync");
+            self.node(id).engine.sync().expect("simulated sync");
             self.with_replica(id, |r, out| r.on_persisted(number, out));
         }
     }
@@ -311,7 +360,7 @@ impl World {
         self.report.snapshots_installed += installed;
         let node = self.node(id);
         node.replica = None; // drops every waiter's sender: those answers never come
-        node.engine = Arc::new(node.engine.crash_copy(kept));
+        node.engine = node.engine.crash(kept);
         node.sync_wanted = None;
         node.sync_done_at_ms = None;
         node.down_until_ms = Some(restart_at);
@@ -326,7 +375,7 @@ impl World {
                 let cfg = replica_config(&self.cfg, id, &self.clock);
                 let node = self.node(id);
                 node.down_until_ms = None;
-                node.replica = Some(Replica::open(cfg, node.engine.clone() as SharedEngine).expect("reopen replica after crash"));
+                node.replica = Some(node.engine.open_replica(cfg).expect("reopen replica after crash"));
             }
         }
     }
@@ -475,7 +524,7 @@ impl World {
         let states: Vec<_> = self
             .nodes
             .iter()
-            .map(|n| snapshot::build(n.engine.as_ref(), SHARD).map(|s| (s.applied_index, s.pairs)))
+            .map(|n| snapshot::build(n.engine.engine.as_ref(), SHARD).map(|s| (s.applied_index, s.pairs)))
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         for (i, state) in states.iter().enumerate().skip(1) {
@@ -541,7 +590,7 @@ impl World {
         // 4. Conservation on the shard.
         let prefix = keys::ledger_prefix(SHARD);
         let empty = crate::shard::store::StateCache::default();
-        let store = crate::shard::store::EngineStore::read_only(self.nodes[(leader - 1) as usize].engine.as_ref(), &prefix, &empty);
+        let store = crate::shard::store::EngineStore::read_only(self.nodes[(leader - 1) as usize].engine.engine.as_ref(), &prefix, &empty);
         let audit = ledger::audit::shard_audit(&store, SHARD);
         let global = ledger::audit::global_audit(&[audit], &|_| false);
         if !global.ok {

@@ -1,8 +1,9 @@
 //! Group commit: one thread owns the fsync, and one fsync covers every shard's writes that
 //! were waiting when it started.
 //!
-//! A shard writes its Ready (entries, hard state) to the engine, which costs microseconds, and
-//! then asks the syncer to make it durable. While one fsync runs (milliseconds), requests from
+//! A shard appends its Ready's entries to the node's raft log (a memory buffer) and writes
+//! its hard state to the engine, which costs microseconds, and then asks the syncer to make
+//! them durable. While one fsync runs (milliseconds), requests from
 //! all shards pile up in the channel; the next round drains them all and syncs once. So the
 //! number of fsyncs per second is bounded by the disk, not by the number of shards or commands.
 
@@ -10,6 +11,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::raftlog::{sync_round, RaftWal};
 use crate::storage::{SharedEngine, StorageError};
 
 /// Called once the writes made before the request are durable (or the sync failed).
@@ -28,11 +30,11 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn start(engine: SharedEngine) -> (Syncer, JoinHandle<()>) {
+    pub fn start(engine: SharedEngine, wal: Arc<RaftWal>) -> (Syncer, JoinHandle<()>) {
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let handle = std::thread::Builder::new()
             .name("coinledger-sync".into())
-            .spawn(move || run(engine, rx))
+            .spawn(move || run(engine, wal, rx))
             .expect("spawn sync thread");
         (Syncer { tx }, handle)
     }
@@ -52,7 +54,7 @@ impl Syncer {
     }
 }
 
-fn run(engine: SharedEngine, rx: Receiver<SyncDone>) {
+fn run(engine: SharedEngine, wal: Arc<RaftWal>, rx: Receiver<SyncDone>) {
     let mut waiters: Vec<SyncDone> = Vec::new();
     let mut rounds: u64 = 0;
     while let Ok(first) = rx.recv() {
@@ -64,7 +66,7 @@ fn run(engine: SharedEngine, rx: Receiver<SyncDone>) {
             }
         }
         let started = std::time::Instant::now();
-        let result = engine.sync().map_err(Arc::new);
+        let result = sync_round(&wal, engine.as_ref()).map_err(Arc::new);
         if let Err(e) = &result {
             tracing::error!(error = %e, "fsync failed: the node can no longer acknowledge writes");
         }
@@ -87,19 +89,26 @@ mod tests {
     #[test]
     fn every_request_is_answered_after_its_writes_are_durable() {
         let engine = Arc::new(MemEngine::new());
-        let (syncer, _thread) = Syncer::start(engine.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(RaftWal::open(dir.path()).unwrap());
+        let (syncer, _thread) = Syncer::start(engine.clone(), wal.clone());
         let (tx, rx) = channel();
         let answered = Arc::new(AtomicUsize::new(0));
         for i in 0..100u32 {
             let mut b = WriteBatch::default();
             b.put(i.to_be_bytes().to_vec(), vec![1]);
             engine.write(b).unwrap();
-            let (tx, engine, answered) = (tx.clone(), engine.clone(), answered.clone());
+            let entry = i.to_le_bytes();
+            wal.append(7, 0, &[(u64::from(i) + 1, 1, entry.as_slice())]);
+            let (tx, engine, wal, answered) = (tx.clone(), engine.clone(), wal.clone(), answered.clone());
             syncer.request(Box::new(move |r| {
                 r.unwrap();
-                // What a crash would keep now includes this request's write.
+                // What a crash would keep now includes this request's writes, in both files.
                 let durable = engine.durable_copy();
                 assert!(durable.get(&i.to_be_bytes()).unwrap().is_some());
+                let crashed = tempfile::tempdir().unwrap();
+                let log = wal.crash_copy(crashed.path()).unwrap().take_replayed(7);
+                assert!(log.iter().flat_map(|r| &r.entries).any(|e| e.index == u64::from(i) + 1));
                 answered.fetch_add(1, Ordering::SeqCst);
                 tx.send(()).unwrap();
             }));

@@ -6,7 +6,9 @@ mod log_bytes;
 mod logger;
 pub mod snapshot;
 mod storage;
+pub mod wal;
 
 pub use log_bytes::LogBytes;
 pub use logger::raft_logger;
 pub use storage::{entry_cache_bytes, ShardStorage};
+pub use wal::{sync_round, RaftWal};

@@ -4,6 +4,9 @@ use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 
+use std::sync::Arc;
+
+use super::wal::{EntryPos, RaftWal, ReplayedEntry};
 use crate::keys;
 use crate::storage::{SharedEngine, StorageError, WriteBatch};
 
@@ -22,12 +25,16 @@ pub fn entry_cache_bytes(replicas: usize) -> usize {
     (NODE_ENTRY_CACHE_BYTES / replicas.max(1)).clamp(ENTRY_CACHE_BYTES_MIN, ENTRY_CACHE_BYTES_MAX)
 }
 
-/// One shard replica's raft log, hard state and conf state, kept in the node's engine.
+/// One shard replica's raft log (in the node's [`RaftWal`]), and its hard state, conf state
+/// and truncation point (in the node's engine, next to the ledger state they must agree with).
 ///
-/// Writes go into a caller's [`WriteBatch`] (so one engine write carries a whole Ready) and
-/// update the in-memory indexes at once; the caller must write the batch to the engine before
-/// raft reads the entries back (before `advance_append_async`). Terms are cached as runs
-/// (`term_runs`): raft asks for terms on every append and commit, and terms change rarely.
+/// Entries are appended to the log at once (readable at once, durable at the next sync); the
+/// other writes go into a caller's [`WriteBatch`]. Terms are cached as runs (`term_runs`):
+/// raft asks for terms on every append and commit, and terms change rarely.
+///
+/// The truncation point carries an epoch, bumped by every snapshot installed: the log's
+/// records of an earlier epoch belong to a log the snapshot replaced, and are ignored when the
+/// log is read back at start (see [`RaftWal`]).
 ///
 /// The newest entries are also kept in memory (`cache`, up to [`entry_cache_bytes`]): raft
 /// reads every entry back from storage once it is persisted, to apply it when it commits and
@@ -36,7 +43,14 @@ pub fn entry_cache_bytes(replicas: usize) -> usize {
 /// clone that shares the entry's data.
 pub struct ShardStorage {
     engine: SharedEngine,
+    wal: Arc<RaftWal>,
     shard: u32,
+    epoch: u64,
+    /// Where each entry `first_index..=last_index` is in the log.
+    positions: VecDeque<EntryPos>,
+    /// The truncation point moved and the log has not been told yet (it is told once the
+    /// write holding it is in the engine: [`Self::announce_truncation`]).
+    truncation_unannounced: bool,
     hard_state: HardState,
     conf_state: ConfState,
     /// The log holds entries `first_index..=last_index`; `first_index - 1` has `truncated_term`.
@@ -66,6 +80,36 @@ fn to_raft_err(e: StorageError) -> raft::Error {
     raft::Error::Store(RaftStorageError::Other(Box::new(e)))
 }
 
+/// The live entries of a shard's log from the records replay found, in log order: records of
+/// another epoch are ignored (a snapshot replaced their log, or its install was lost by a
+/// crash), a record overwrites the entries from its first index on, and entries at or below
+/// the truncation point are gone. What is left must follow the truncation point without a gap.
+fn live_entries(shard: u32, epoch: u64, truncated_index: u64, records: Vec<super::wal::ReplayedRecord>) -> Result<Vec<ReplayedEntry>, StorageError> {
+    let gap = |reason: String| StorageError::Corrupt { key: format!("raft log of shard {shard}"), reason };
+    let mut live: Vec<ReplayedEntry> = Vec::new();
+    for record in records.into_iter().filter(|r| r.epoch == epoch) {
+        for e in record.entries {
+            if let Some(first) = live.first() {
+                // Keep the entries below `e` (all of them if `e` follows the last).
+                live.truncate(e.index.saturating_sub(first.index).min(live.len() as u64) as usize);
+            }
+            if let Some(last) = live.last() {
+                if e.index != last.index + 1 {
+                    return Err(gap(format!("entry {} follows entry {}", e.index, last.index)));
+                }
+            }
+            live.push(e);
+        }
+    }
+    live.retain(|e| e.index > truncated_index);
+    match live.first() {
+        Some(first) if first.index != truncated_index + 1 => {
+            Err(gap(format!("the log starts at entry {} but is truncated through {truncated_index}", first.index)))
+        }
+        _ => Ok(live),
+    }
+}
+
 impl ShardStorage {
     /// Whether raft wanted a snapshot of a state newer than the engine's.
     pub fn snapshot_wanted(&self) -> bool {
@@ -76,9 +120,10 @@ impl ShardStorage {
         self.snapshot_wanted.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Loads the shard's raft state, or bootstraps it with `voters` if it has none yet.
-    pub fn open(engine: SharedEngine, shard: u32, voters: &[u64]) -> Result<Self, StorageError> {
-        let hard_state = match engine.get(&keys::hard_state(shard))? {
+    /// Loads the shard's raft state, or bootstraps it with `voters` if it has none yet. The
+    /// log's entries are those replay found in `wal` for this shard.
+    pub fn open(engine: SharedEngine, wal: Arc<RaftWal>, shard: u32, voters: &[u64]) -> Result<Self, StorageError> {
+        let mut hard_state = match engine.get(&keys::hard_state(shard))? {
             Some(b) => HardState::parse_from_bytes(&b).map_err(|e| corrupt(&keys::hard_state(shard), e))?,
             None => HardState::default(),
         };
@@ -93,21 +138,42 @@ impl ShardStorage {
                 cs
             }
         };
-        let (truncated_index, truncated_term) = match engine.get(&keys::truncated_state(shard))? {
-            Some(b) if b.len() == 16 => (
+        let (truncated_index, truncated_term, epoch) = match engine.get(&keys::truncated_state(shard))? {
+            // Before the raft log moved out of the engine (format 9) there was no epoch.
+            Some(b) if b.len() == 16 || b.len() == 24 => (
                 u64::from_be_bytes(b[..8].try_into().unwrap()),
-                u64::from_be_bytes(b[8..].try_into().unwrap()),
+                u64::from_be_bytes(b[8..16].try_into().unwrap()),
+                if b.len() == 24 { u64::from_be_bytes(b[16..].try_into().unwrap()) } else { 0 },
             ),
             Some(b) => return Err(corrupt(&keys::truncated_state(shard), format!("{} bytes", b.len()))),
-            None => (0, 0),
+            None => (0, 0, 0),
         };
+        let live = live_entries(shard, epoch, truncated_index, wal.take_replayed(shard))?;
+        wal.restore(shard, epoch, live.iter().copied());
+        if let Some(last) = live.last() {
+            // The engine's hard state and the log are synced in the same round but are two
+            // files: a crash between their writes can keep a hard state whose commit index is
+            // past the entries kept (lowering it is safe: a restarted replica learns the commit
+            // index again), or entries of a term the hard state does not know yet (raising the
+            // term, with no vote, is safe: no vote of that term was sent before the sync).
+            if hard_state.term < last.term {
+                hard_state.term = last.term;
+                hard_state.vote = 0;
+            }
+        }
+        let last_index = live.last().map_or(truncated_index, |e| e.index);
+        hard_state.commit = hard_state.commit.min(last_index);
         let mut storage = Self {
             engine,
+            wal,
             shard,
+            epoch,
+            positions: live.iter().map(|e| e.pos).collect(),
+            truncation_unannounced: false,
             hard_state,
             conf_state,
             first_index: truncated_index + 1,
-            last_index: truncated_index,
+            last_index,
             truncated_term,
             term_runs: Vec::new(),
             snapshot_wanted: Default::default(),
@@ -116,30 +182,10 @@ impl ShardStorage {
             cache_bytes_max: ENTRY_CACHE_BYTES_MAX,
             commit_unwritten: false,
         };
-        storage.load_term_runs()?;
-        Ok(storage)
-    }
-
-    fn load_term_runs(&mut self) -> Result<(), StorageError> {
-        const SCAN_CHUNK: usize = 1024;
-        let end = keys::raft_entries_end(self.shard);
-        let mut start = keys::raft_entry(self.shard, self.first_index);
-        loop {
-            let chunk = self.engine.scan(&start, &end, SCAN_CHUNK, false)?;
-            for (key, value) in &chunk {
-                let entry = Entry::parse_from_bytes(value).map_err(|e| corrupt(key, e))?;
-                let index = keys::raft_entry_index(key);
-                assert_eq!(index, self.last_index + 1, "shard {} raft log has a gap", self.shard);
-                self.push_term(index, entry.term);
-                self.last_index = index;
-            }
-            match chunk.last() {
-                Some((key, _)) if chunk.len() == SCAN_CHUNK => {
-                    start = keys::raft_entry(self.shard, keys::raft_entry_index(key) + 1)
-                }
-                _ => return Ok(()),
-            }
+        for e in &live {
+            storage.push_term(e.index, e.term);
         }
+        Ok(storage)
     }
 
     fn push_term(&mut self, index: u64, term: u64) {
@@ -165,8 +211,8 @@ impl ShardStorage {
         self.last_index
     }
 
-    /// Appends entries, replacing any conflicting suffix (a new leader's log wins).
-    pub fn append(&mut self, entries: &[Entry], batch: &mut WriteBatch) {
+    /// Appends entries to the log, replacing any conflicting suffix (a new leader's log wins).
+    pub fn append(&mut self, entries: &[Entry]) {
         let Some(first) = entries.first() else { return };
         assert!(
             first.index >= self.first_index && first.index <= self.last_index + 1,
@@ -174,10 +220,7 @@ impl ShardStorage {
             self.shard, first.index, self.last_index, self.first_index
         );
         if first.index <= self.last_index {
-            batch.delete_range(
-                keys::raft_entry(self.shard, first.index),
-                keys::raft_entries_end(self.shard),
-            );
+            self.positions.truncate((first.index - self.first_index) as usize);
             while let Some(&(run_start, _)) = self.term_runs.last() {
                 if run_start >= first.index {
                     self.term_runs.pop();
@@ -187,13 +230,15 @@ impl ShardStorage {
             }
         }
         self.uncache_from(first.index);
-        for entry in entries {
-            let bytes = entry.write_to_bytes().expect("encode raft entry");
+        let encoded: Vec<Vec<u8>> = entries.iter().map(|e| e.write_to_bytes().expect("encode raft entry")).collect();
+        let records: Vec<(u64, u64, &[u8])> = entries.iter().zip(&encoded).map(|(e, b)| (e.index, e.term, b.as_slice())).collect();
+        self.positions.extend(self.wal.append(self.shard, self.epoch, &records));
+        for (entry, bytes) in entries.iter().zip(&encoded) {
             self.cache_push(entry, bytes.len());
-            batch.put(keys::raft_entry(self.shard, entry.index), bytes);
             self.push_term(entry.index, entry.term);
         }
         self.last_index = entries.last().map(|e| e.index).unwrap();
+        debug_assert_eq!(self.positions.len() as u64, self.last_index + 1 - self.first_index);
     }
 
     /// Bounds the entry cache (the default is the largest share, [`entry_cache_bytes`]`(1)`).
@@ -292,9 +337,20 @@ impl ShardStorage {
     fn set_truncated(&mut self, index: u64, term: u64, batch: &mut WriteBatch) {
         let mut value = index.to_be_bytes().to_vec();
         value.extend_from_slice(&term.to_be_bytes());
+        value.extend_from_slice(&self.epoch.to_be_bytes());
         batch.put(keys::truncated_state(self.shard), value);
         self.first_index = index + 1;
         self.truncated_term = term;
+        self.truncation_unannounced = true;
+    }
+
+    /// Tells the log that the truncation point written into a batch is now in the engine:
+    /// its segments may go once a sync round has made it durable. Call it after every engine
+    /// write of a batch this storage wrote into.
+    pub fn announce_truncation(&mut self) {
+        if std::mem::take(&mut self.truncation_unannounced) {
+            self.wal.truncated(self.shard, self.epoch, self.first_index - 1);
+        }
     }
 
     /// Drops the log up to and including `to_index` (which must be applied: the state machine
@@ -305,7 +361,7 @@ impl ShardStorage {
         }
         assert!(to_index <= self.last_index, "shard {}: compact to {to_index} beyond last {}", self.shard, self.last_index);
         let term = raft::Storage::term(self, to_index).expect("term of a live entry");
-        batch.delete_range(keys::raft_entry(self.shard, self.first_index), keys::raft_entry(self.shard, to_index + 1));
+        self.positions.drain(..(to_index + 1 - self.first_index) as usize);
         self.set_truncated(to_index, term, batch);
         while self.cache.front().is_some_and(|e| e.index <= to_index) {
             self.uncache_oldest();
@@ -318,8 +374,11 @@ impl ShardStorage {
     }
 
     /// Replaces the log with a snapshot's position: no entries, truncated at its index.
+    /// The new epoch, written with the snapshot's state in one atomic batch, sets apart the
+    /// log records of the replaced log, whichever of the two files a crash kept.
     pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata, batch: &mut WriteBatch) {
-        batch.delete_range(keys::raft_entry(self.shard, 0), keys::raft_entries_end(self.shard));
+        self.epoch += 1;
+        self.positions.clear();
         self.set_truncated(meta.index, meta.term, batch);
         self.last_index = meta.index;
         self.term_runs.clear();
@@ -358,12 +417,17 @@ impl ShardStorage {
     }
 
     fn read_entry(&self, index: u64) -> Result<Entry, StorageError> {
-        let key = keys::raft_entry(self.shard, index);
-        let bytes = self
-            .engine
-            .get(&key)?
-            .ok_or_else(|| corrupt(&key, format!("missing entry {index} of {}..={}", self.first_index, self.last_index)))?;
-        Entry::parse_from_bytes(&bytes).map_err(|e| corrupt(&key, e))
+        let what = || format!("raft entry {index} of shard {}", self.shard);
+        let pos = *self
+            .positions
+            .get(index.wrapping_sub(self.first_index) as usize)
+            .ok_or_else(|| StorageError::Corrupt { key: what(), reason: format!("not in the log {}..={}", self.first_index, self.last_index) })?;
+        let bytes = self.wal.read(pos)?;
+        let entry = Entry::parse_from_bytes(&bytes).map_err(|e| StorageError::Corrupt { key: what(), reason: e.to_string() })?;
+        if entry.index != index {
+            return Err(StorageError::Corrupt { key: what(), reason: format!("the log holds entry {} there", entry.index) });
+        }
+        Ok(entry)
     }
 }
 
@@ -388,22 +452,20 @@ impl raft::Storage for ShardStorage {
         if low >= cache_first {
             return Ok(self.cached_entries(low, high, max_bytes));
         }
-        let pairs = self
-            .engine
-            .scan(&keys::raft_entry(self.shard, low), &keys::raft_entry(self.shard, high), usize::MAX, false)
-            .map_err(to_raft_err)?;
-        let mut out = Vec::with_capacity(pairs.len());
+        let mut out = Vec::with_capacity((high - low) as usize);
         let mut total_bytes = 0u64;
-        for (key, value) in pairs {
-            total_bytes += value.len() as u64;
+        for index in low..high {
+            let entry = if index >= cache_first {
+                self.cache[(index - cache_first) as usize].clone()
+            } else {
+                self.read_entry(index).map_err(to_raft_err)?
+            };
+            total_bytes += u64::from(entry.compute_size());
             // At least one entry is always returned, even if it alone exceeds max_size.
             if !out.is_empty() && total_bytes > max_bytes {
                 break;
             }
-            out.push(Entry::parse_from_bytes(&value).map_err(|e| to_raft_err(corrupt(&key, e)))?);
-        }
-        if out.is_empty() && high > low {
-            return Err(to_raft_err(corrupt(&keys::raft_entry(self.shard, low), "entries missing")));
+            out.push(entry);
         }
         Ok(out)
     }
@@ -452,27 +514,35 @@ impl raft::Storage for ShardStorage {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use raft::Storage;
 
     use super::*;
-    use crate::storage::{Engine, MemEngine};
+    use crate::sim::SimDisk;
+    use crate::storage::Engine;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry { index, term, data: vec![index as u8; 10].into(), ..Default::default() }
     }
 
-    fn write(engine: &Arc<MemEngine>, s: &mut ShardStorage, entries: &[Entry]) {
-        let mut b = WriteBatch::default();
-        s.append(entries, &mut b);
-        engine.write(b).unwrap();
+    fn open(disk: &SimDisk, shard: u32, voters: &[u64]) -> ShardStorage {
+        ShardStorage::open(disk.engine.clone(), disk.wal.clone(), shard, voters).unwrap()
+    }
+
+    fn write(_disk: &SimDisk, s: &mut ShardStorage, entries: &[Entry]) {
+        s.append(entries);
+    }
+
+    /// Writes a batch of this storage's engine writes, as the replica does.
+    fn commit(disk: &SimDisk, s: &mut ShardStorage, b: WriteBatch) {
+        disk.engine.write(b).unwrap();
+        s.announce_truncation();
     }
 
     #[test]
     fn bootstraps_voters_then_appends_and_truncates_conflicts() {
-        let engine = Arc::new(MemEngine::new());
-        let mut s = ShardStorage::open(engine.clone(), 3, &[1, 2, 3]).unwrap();
+        let engine = SimDisk::new();
+        let mut s = open(&engine, 3, &[1, 2, 3]);
         assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1, 2, 3]);
         assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 0));
         assert_eq!(s.term(0).unwrap(), 0);
@@ -497,8 +567,9 @@ mod tests {
         let hs = HardState { term: 3, vote: 2, commit: 2, ..Default::default() };
         let mut b = WriteBatch::default();
         s.set_hard_state(&hs, &mut b);
-        engine.write(b).unwrap();
-        let s2 = ShardStorage::open(engine.clone(), 3, &[9]).unwrap();
+        commit(&engine, &mut s, b);
+        engine.sync().unwrap();
+        let s2 = open(&engine.crash(0), 3, &[9]);
         assert_eq!(s2.last_index().unwrap(), 3);
         assert_eq!(s2.term(3).unwrap(), 3);
         assert_eq!(s2.term(1).unwrap(), 1);
@@ -510,17 +581,19 @@ mod tests {
         entries.iter().map(|e| (e.index, e.term)).collect()
     }
 
-    /// What the engine alone answers: a storage reopened from it has an empty cache.
-    fn from_engine(engine: &Arc<MemEngine>, low: u64, high: u64, max_bytes: Option<u64>) -> Vec<Entry> {
-        let fresh = ShardStorage::open(engine.clone(), 3, &[1]).unwrap();
+    /// What the raft log alone answers: a storage reopened from it after a sync has an
+    /// empty cache.
+    fn from_engine(engine: &SimDisk, low: u64, high: u64, max_bytes: Option<u64>) -> Vec<Entry> {
+        engine.sync().unwrap();
+        let fresh = open(&engine.crash(0), 3, &[1]);
         assert!(fresh.cache.is_empty());
         fresh.entries(low, high, max_bytes, GetEntriesContext::empty(false)).unwrap()
     }
 
     #[test]
     fn the_entry_cache_answers_as_the_engine_does_through_conflicts_and_compaction() {
-        let engine = Arc::new(MemEngine::new());
-        let mut s = ShardStorage::open(engine.clone(), 3, &[1]).unwrap();
+        let engine = SimDisk::new();
+        let mut s = open(&engine, 3, &[1]);
         write(&engine, &mut s, &(1..=6).map(|i| entry(i, 1)).collect::<Vec<_>>());
         write(&engine, &mut s, &[entry(4, 2), entry(5, 2)]);
         assert_eq!(indexes(&s.cache.iter().cloned().collect::<Vec<_>>()), vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)]);
@@ -530,7 +603,7 @@ mod tests {
         }
         let mut b = WriteBatch::default();
         s.compact(3, &mut b);
-        engine.write(b).unwrap();
+        commit(&engine, &mut s, b);
         assert_eq!(s.cache.front().map(|e| e.index), Some(4), "compacted entries leave the cache");
         assert_eq!(s.cache_bytes, s.cache.iter().map(|e| e.compute_size() as usize).sum::<usize>());
         assert!(matches!(s.entries(3, 5, None, GetEntriesContext::empty(false)), Err(raft::Error::Store(RaftStorageError::Compacted))));
@@ -539,8 +612,8 @@ mod tests {
 
     #[test]
     fn entries_beyond_the_cache_bound_are_read_from_the_engine() {
-        let engine = Arc::new(MemEngine::new());
-        let mut s = ShardStorage::open(engine.clone(), 3, &[1]).unwrap();
+        let engine = SimDisk::new();
+        let mut s = open(&engine, 3, &[1]);
         let big = |index: u64| {
             let mut e = entry(index, 1);
             e.data = vec![index as u8; ENTRY_CACHE_BYTES_MAX / 3].into();
@@ -567,8 +640,8 @@ mod tests {
         assert_eq!(entry_cache_bytes(1), 1 << 20, "one replica gets the largest share, not the whole budget");
         assert_eq!(entry_cache_bytes(100_000), 64 << 10);
         assert!(64 * entry_cache_bytes(64) <= NODE_ENTRY_CACHE_BYTES);
-        let engine = Arc::new(MemEngine::new());
-        let mut s = ShardStorage::open(engine.clone(), 3, &[1]).unwrap();
+        let engine = SimDisk::new();
+        let mut s = open(&engine, 3, &[1]);
         s.set_entry_cache_bytes(100);
         write(&engine, &mut s, &(1..=20).map(|i| entry(i, 1)).collect::<Vec<_>>());
         assert!(s.cache_bytes <= 100, "{} bytes cached", s.cache_bytes);
@@ -577,10 +650,13 @@ mod tests {
 
     #[test]
     fn shards_do_not_see_each_other() {
-        let engine = Arc::new(MemEngine::new());
-        let mut a = ShardStorage::open(engine.clone(), 1, &[1]).unwrap();
+        let engine = SimDisk::new();
+        let mut a = open(&engine, 1, &[1]);
         write(&engine, &mut a, &[entry(1, 1), entry(2, 1)]);
-        let b = ShardStorage::open(engine.clone(), 2, &[1]).unwrap();
+        engine.sync().unwrap();
+        let restarted = engine.crash(0);
+        let b = open(&restarted, 2, &[1]);
         assert_eq!(b.last_index().unwrap(), 0);
+        assert_eq!(open(&restarted, 1, &[1]).last_index().unwrap(), 2);
     }
 }

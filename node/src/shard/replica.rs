@@ -5,8 +5,8 @@
 //! Ready handling follows raft-rs's asynchronous persistence contract:
 //! 1. messages of a leader's Ready go out at once (replication runs while we persist);
 //! 2. committed entries are applied (raft only hands out entries this replica persisted);
-//! 3. entries and hard state (its commit index only with a state flush) are written to
-//!    the engine, then `advance_append_async`;
+//! 3. entries are appended to the node's raft log (`RaftWal`), the hard state (its commit
+//!    index only with a state flush) is written to the engine, then `advance_append_async`;
 //! 4. persisted messages (votes, append responses) wait until an fsync covering their Ready
 //!    completes: `on_persisted` then releases them in Ready order and calls
 //!    `on_persist_ready`, which lets raft count our own log as durable.
@@ -26,7 +26,7 @@ use super::store::{EngineStore, StateCache};
 use crate::error::NodeError;
 use crate::keys;
 use crate::ledger::{self, Applied, Command, EntryContext, Layout};
-use crate::raftlog::{raft_logger, LogBytes, ShardStorage};
+use crate::raftlog::{raft_logger, LogBytes, RaftWal, ShardStorage};
 use crate::storage::{SharedEngine, StorageError, WriteBatch, WriteOp};
 
 /// Raft timing, in ticks of `tick_ms`.
@@ -213,8 +213,8 @@ fn storage_fatal(shard: u32, e: StorageError) -> ! {
 }
 
 impl Replica {
-    pub fn open(cfg: ReplicaConfig, engine: SharedEngine) -> Result<Self, StorageError> {
-        let mut storage = ShardStorage::open(engine.clone(), cfg.shard, &cfg.voters)?;
+    pub fn open(cfg: ReplicaConfig, engine: SharedEngine, wal: Arc<RaftWal>) -> Result<Self, StorageError> {
+        let mut storage = ShardStorage::open(engine.clone(), wal, cfg.shard, &cfg.voters)?;
         storage.set_entry_cache_bytes(cfg.entry_cache_bytes);
         let applied_index = match engine.get(&keys::applied_index(cfg.shard))? {
             Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| StorageError::Corrupt {
@@ -223,6 +223,14 @@ impl Replica {
             })?),
             None => 0,
         };
+        if applied_index > storage.last_log_index() {
+            // Entries are applied only once they are durable in the raft log (raft-rs hands
+            // out no unpersisted entry), so the log reaches at least the applied index.
+            return Err(StorageError::Corrupt {
+                key: format!("raft log of shard {}", cfg.shard),
+                reason: format!("it ends at entry {} but the state is applied through {applied_index}", storage.last_log_index()),
+            });
+        }
         if applied_index > storage.hard_state().commit {
             // Only committed entries are ever applied, so the commit index is at least the
             // applied index; an older build could persist them in separate writes.
@@ -699,10 +707,10 @@ impl Replica {
             }
         }
 
-        // One engine write per Ready: the new entries, the hard state if its term or vote
-        // changed and, when a flush is due, the state cache with its applied index and the
-        // commit index land together, so a crash can never keep an applied index above the
-        // commit index it was derived from.
+        // The new entries go to the raft log; one engine write per Ready carries the hard
+        // state if its term or vote changed and, when a flush is due, the state cache with its
+        // applied index and the commit index, so a crash can never keep an applied index above
+        // the commit index it was derived from.
         let answers = self.apply_entries(rd.take_committed_entries(), &mut batch);
         let flushing = self.state_flush_due();
         if flushing {
@@ -710,24 +718,23 @@ impl Replica {
             atomic = true;
         }
         self.log_bytes.appended(rd.entries());
-        self.raw.mut_store().append(rd.entries(), &mut batch);
+        self.raw.mut_store().append(rd.entries());
         if let Some(hs) = rd.hs() {
             self.raw.mut_store().update_hard_state(hs, &mut batch);
         }
         if flushing {
             self.write_commit_with_flush(&mut batch);
         }
-        // A snapshot, a state flush (state with its applied index) or a log truncation must
-        // land whole. The common Ready is only new entries in ascending order, then the hard
-        // state: every prefix of that is a log raft can restart from (the hard state comes
-        // last, so a kept commit index never points past the kept entries), and it saves sled
-        // from writing out its log buffer for every Ready.
+        // A snapshot or a state flush (state with its applied index) must land whole. Else
+        // the batch is a hard state alone, which needs no atomic batch (sled writes out its
+        // log buffer for every atomic batch).
         atomic |= batch.ops.iter().any(|op| !matches!(op, WriteOp::Put(..)));
         if atomic {
             self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
         } else if !batch.is_empty() {
             self.engine.write_ordered(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
         }
+        self.raw.mut_store().announce_truncation();
         for (index, term, results) in answers {
             self.answer(index, term, results);
         }
@@ -814,6 +821,7 @@ impl Replica {
         let mut batch = WriteBatch::default();
         self.raw.mut_store().compact(to_index, &mut batch);
         self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
+        self.raw.mut_store().announce_truncation();
         self.log_bytes.compacted(to_index);
         tracing::debug!(shard = self.cfg.shard, to_index, "compacted raft log");
     }
@@ -999,7 +1007,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::error::NodeResult;
     use crate::ledger::{sim, CompleteEffect, EffectResult, Outcome};
-    use crate::storage::{Engine, MemEngine};
+    use crate::sim::SimDisk;
+    use crate::storage::Engine;
 
     /// Node `node_id`'s replica of shard 0, replicated on nodes 1..=`nodes`.
     fn test_config(node_id: u64, nodes: u64) -> ReplicaConfig {
@@ -1019,9 +1028,9 @@ pub(crate) mod tests {
     }
 
     /// A one-node replica on an in-memory engine, elected and idle.
-    pub(crate) fn lone_leader() -> (Replica, Arc<MemEngine>) {
-        let engine = Arc::new(MemEngine::new());
-        let mut replica = Replica::open(test_config(1, 1), engine.clone()).unwrap();
+    pub(crate) fn lone_leader() -> (Replica, SimDisk) {
+        let engine = SimDisk::new();
+        let mut replica = engine.open_replica(test_config(1, 1)).unwrap();
         replica.campaign_if_preferred();
         settle(&mut replica, &engine);
         assert_eq!(replica.status().role, "leader");
@@ -1029,11 +1038,11 @@ pub(crate) mod tests {
     }
 
     /// A three-replica shard on in-memory engines, replica 1 elected; index i is node i + 1.
-    fn trio() -> Vec<(Replica, Arc<MemEngine>)> {
-        let mut trio: Vec<(Replica, Arc<MemEngine>)> = (1..=3)
+    fn trio() -> Vec<(Replica, SimDisk)> {
+        let mut trio: Vec<(Replica, SimDisk)> = (1..=3)
             .map(|node_id| {
-                let engine = Arc::new(MemEngine::new());
-                (Replica::open(test_config(node_id, 3), engine.clone()).unwrap(), engine)
+                let engine = SimDisk::new();
+                (engine.open_replica(test_config(node_id, 3)).unwrap(), engine)
             })
             .collect();
         trio[0].0.campaign_if_preferred();
@@ -1044,7 +1053,7 @@ pub(crate) mod tests {
 
     /// Runs the replicas, syncing whenever asked and delivering every message, until none is
     /// left; returns the messages delivered, as (type, from, to).
-    fn exchange(replicas: &mut [(Replica, Arc<MemEngine>)]) -> Vec<(MessageType, u64, u64)> {
+    fn exchange(replicas: &mut [(Replica, SimDisk)]) -> Vec<(MessageType, u64, u64)> {
         let mut delivered = Vec::new();
         for _ in 0..100 {
             let mut messages = Vec::new();
@@ -1115,7 +1124,7 @@ pub(crate) mod tests {
     }
 
     /// Processes, syncing whenever asked, until the replica has nothing left to do.
-    fn settle(replica: &mut Replica, engine: &MemEngine) {
+    fn settle(replica: &mut Replica, engine: &SimDisk) {
         for _ in 0..100 {
             let mut out = Output::default();
             replica.process(&mut out);
@@ -1198,7 +1207,7 @@ pub(crate) mod tests {
     }
 
     /// What a restart of shard 0 would read: its hard state and its applied index.
-    fn stored_commit_and_applied(engine: &MemEngine) -> (raft::prelude::HardState, u64) {
+    fn stored_commit_and_applied(engine: &SimDisk) -> (raft::prelude::HardState, u64) {
         let hs = engine.get(&keys::hard_state(0)).unwrap().expect("a hard state is stored");
         let hs = raft::prelude::HardState::parse_from_bytes(&hs).unwrap();
         let applied = engine.get(&keys::applied_index(0)).unwrap().map_or(0, |b| u64::from_be_bytes(b.as_slice().try_into().unwrap()));
@@ -1220,8 +1229,8 @@ pub(crate) mod tests {
         assert_eq!(stored_commit_and_applied(&engine).0, elected, "five Readies moved only the commit index: nothing written");
 
         // A crash now: the restarted replica finds its entries, campaigns and commits them again.
-        let crashed = Arc::new(engine.durable_copy());
-        let mut restarted = Replica::open(test_config(1, 1), crashed.clone()).unwrap();
+        let crashed = engine.crash(0);
+        let mut restarted = crashed.open_replica(test_config(1, 1)).unwrap();
         restarted.campaign_if_preferred();
         settle(&mut restarted, &crashed);
         assert!(restarted.status().commit_index > commit, "a new term's entry commits everything before it");
@@ -1238,7 +1247,8 @@ pub(crate) mod tests {
         assert_eq!((flushed.term, flushed.vote, flushed.commit), (elected.term, elected.vote, commit));
         assert_eq!(applied, replica.status().applied_index);
         assert!(flushed.commit >= applied);
-        let reopened = Replica::open(test_config(1, 1), engine.clone()).unwrap();
+        engine.sync().unwrap();
+        let reopened = engine.crash(0).open_replica(test_config(1, 1)).unwrap();
         assert_eq!(reopened.status().applied_index, applied, "restarts from the flushed state, nothing to re-apply");
     }
 

@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::engine::{Engine, Result, StorageError, WriteBatch, WriteOp};
@@ -20,6 +21,9 @@ pub struct SledEngine {
     log_file: File,
     dir: PathBuf,
     synced_blobs: Mutex<HashSet<PathBuf>>,
+    /// Written since the last sync began. Most group commits carry only raft entries (which
+    /// go to the raft log): their sync then costs sled nothing, not even an `fdatasync`.
+    dirty: AtomicBool,
 }
 
 fn engine_err(e: sled::Error) -> StorageError {
@@ -44,7 +48,7 @@ impl SledEngine {
             .map_err(engine_err)?;
         let log_file = File::open(dir.join("db"))?;
         File::open(dir)?.sync_all()?;
-        Ok(Self { db, log_file, dir: dir.to_path_buf(), synced_blobs: Mutex::new(HashSet::new()) })
+        Ok(Self { db, log_file, dir: dir.to_path_buf(), synced_blobs: Mutex::new(HashSet::new()), dirty: AtomicBool::new(true) })
     }
 
     fn sync_new_blobs(&self) -> Result<()> {
@@ -127,7 +131,9 @@ impl Engine for SledEngine {
             }
             Ok(())
         })?;
-        self.db.apply_batch(sled_batch).map_err(engine_err)
+        self.db.apply_batch(sled_batch).map_err(engine_err)?;
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn write_ordered(&self, batch: WriteBatch) -> Result<()> {
@@ -139,10 +145,16 @@ impl Engine for SledEngine {
                 None => self.db.remove(key).map(drop),
             }
             .map_err(engine_err)
-        })
+        })?;
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn sync(&self) -> Result<()> {
+        // Cleared before the flush: a write during it sets it again for the next sync.
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
         self.db.flush().map_err(engine_err)?;
         self.log_file.sync_data()?;
         self.sync_new_blobs()
