@@ -74,6 +74,23 @@ fn sled_engine_conforms() {
     suite(&SledEngine::open(dir.path(), TEST_CACHE_BYTES).unwrap());
 }
 
+/// Opens the database again in this process. sled's background writer and deferred frees
+/// can hold the dropped instance (and its file lock) for a moment after the drop; a node
+/// reopens in a new process, where nothing holds it. Failed once in many runs without the retry.
+fn reopen(dir: &std::path::Path) -> SledEngine {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match SledEngine::open(dir, TEST_CACHE_BYTES) {
+            Ok(engine) => return engine,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("reopen failed ({e}), retrying");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot reopen the database: {e}"),
+        }
+    }
+}
+
 #[test]
 fn sled_engine_keeps_synced_writes_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -84,7 +101,7 @@ fn sled_engine_keeps_synced_writes_across_reopen() {
         put(&engine, b"big", &vec![7u8; 1 << 20]);
         engine.sync().unwrap();
     }
-    let engine = SledEngine::open(dir.path(), TEST_CACHE_BYTES).unwrap();
+    let engine = reopen(dir.path());
     assert_eq!(engine.get(b"k").unwrap(), Some(b"v".to_vec()));
     assert_eq!(engine.get(b"big").unwrap().map(|v| v.len()), Some(1 << 20));
 }

@@ -26,6 +26,20 @@ pub struct SledEngine {
     dirty: AtomicBool,
 }
 
+/// Hands the frees this thread deferred to the global epoch collector, which runs them once
+/// no reader can still see the memory.
+///
+/// sled frees a replaced log buffer (a whole `SEGMENT_BYTES` allocation, one per segment
+/// written, and a flush at every group commit rolls to the next one soon) through
+/// crossbeam-epoch, which keeps up to 64 deferred frees per thread until that thread's bag
+/// fills. Once raft entries moved out of sled (storage format 9) few other frees passed
+/// through those bags: 25 log buffers, 200 MiB, stayed allocated on a node after 300,000
+/// batched gifts (jemalloc heap profile; nodes at 240-390 MiB resident, where format 8 was
+/// at 180 MiB). Called after every write and flush: it costs a pin and an empty-bag check.
+fn release_deferred_frees() {
+    crossbeam_epoch::pin().flush();
+}
+
 fn engine_err(e: sled::Error) -> StorageError {
     match e {
         sled::Error::Io(io) => StorageError::Io(io),
@@ -133,6 +147,7 @@ impl Engine for SledEngine {
         })?;
         self.db.apply_batch(sled_batch).map_err(engine_err)?;
         self.dirty.store(true, Ordering::Release);
+        release_deferred_frees();
         Ok(())
     }
 
@@ -147,6 +162,7 @@ impl Engine for SledEngine {
             .map_err(engine_err)
         })?;
         self.dirty.store(true, Ordering::Release);
+        release_deferred_frees();
         Ok(())
     }
 
@@ -156,6 +172,7 @@ impl Engine for SledEngine {
             return Ok(());
         }
         self.db.flush().map_err(engine_err)?;
+        release_deferred_frees();
         self.log_file.sync_data()?;
         self.sync_new_blobs()
     }
