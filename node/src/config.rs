@@ -70,6 +70,14 @@ pub struct NodeConfig {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub compact_log_mb: u64,
 
+    /// Size in MiB of the raft log's segment files (DATA_DIR/raftlog, shared by every shard of
+    /// the node). A segment is deleted once every shard's log is compacted past it, and a
+    /// shard whose oldest entry is 8 segments behind the newest is compacted then (a quiet
+    /// shard would otherwise keep the whole log), so the raft log stays within about 9
+    /// segments (576 MiB by default) plus what lagging followers hold back.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_024))]
+    pub raft_log_segment_mb: u64,
+
     /// sled's page cache in MiB: the bulk of the node's resident memory. Pages beyond it are
     /// read back from disk when needed.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(8..=65_536))]

@@ -256,7 +256,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
     let format = check_meta(engine.as_ref(), &cfg)?;
     let wal_dir = raft_log_dir(&cfg);
     let entries_moved = if format < STORAGE_FORMAT { move_raft_log_out_of_engine(engine.as_ref(), cfg.shards, &wal_dir)? } else { 0 };
-    let wal = Arc::new(RaftWal::open(&wal_dir).map_err(|e| format!("cannot open the raft log {}: {e}", wal_dir.display()))?);
+    let wal = RaftWal::open(&wal_dir).map_err(|e| format!("cannot open the raft log {}: {e}", wal_dir.display()))?;
+    let wal = Arc::new(wal.with_segment_bytes(cfg.raft_log_segment_mb << 20));
     let layout = Layout::new(cfg.shards);
     let timing = RaftTiming {
         tick_ms: cfg.tick_ms,

@@ -98,9 +98,14 @@ pub struct SimDisk {
 
 impl SimDisk {
     pub fn new() -> Self {
+        Self::with_segment_bytes(crate::raftlog::wal::SEGMENT_BYTES)
+    }
+
+    /// A disk whose raft log closes its segments at `bytes`.
+    pub fn with_segment_bytes(bytes: u64) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory for a simulated raft log");
-        let wal = Arc::new(RaftWal::open_for_simulation(dir.path()).expect("open simulated raft log"));
-        Self { engine: Arc::new(MemEngine::new()), wal, dir }
+        let wal = RaftWal::open_for_simulation(dir.path()).expect("open simulated raft log").with_segment_bytes(bytes);
+        Self { engine: Arc::new(MemEngine::new()), wal: Arc::new(wal), dir }
     }
 
     /// One group commit: the raft log and the engine made durable.

@@ -199,6 +199,12 @@ impl ShardStorage {
         }
     }
 
+    /// Whether this log keeps old segments of the node's raft log on disk (see
+    /// [`RaftWal::pins_old_segments`]).
+    pub fn pins_old_segments(&self) -> bool {
+        self.wal.pins_old_segments(self.shard)
+    }
+
     pub fn hard_state(&self) -> &HardState {
         &self.hard_state
     }

@@ -32,10 +32,16 @@ use std::sync::{Arc, Mutex};
 
 use crate::storage::StorageError;
 
-/// A segment is closed once it holds this much; the next record starts a new one. Large enough
-/// that rotation (a file creation and a directory fsync) is rare, small enough that a deleted
-/// segment gives its space back soon after the logs move past it.
+/// A segment is closed once it holds this much (the default of `--raft-log-segment-mb`); the
+/// next record starts a new one. Large enough that rotation (a file creation and a directory
+/// fsync) is rare, small enough that a deleted segment gives its space back soon after the
+/// logs move past it.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Closed segments a node keeps behind the one being written before it asks the shards whose
+/// entries hold them to compact (see [`RaftWal::pins_old_segments`]): 512 MiB of log, about
+/// what 16 busy shards keep under the default `--compact-log-mb` of 32.
+pub const RETAINED_SEGMENTS: u64 = 8;
 
 const RECORD_HEADER_BYTES: usize = 8;
 const PAYLOAD_HEADER_BYTES: usize = 16;
@@ -118,6 +124,8 @@ pub struct RaftWal {
     /// False only in simulations, whose crashes copy the bytes counted durable (see
     /// [`RaftWal::crash_copy`]) and need no disk to make them so.
     fsync: bool,
+    /// [`SEGMENT_BYTES`] but in tests.
+    segment_bytes: u64,
 }
 
 fn corrupt(what: impl Into<String>, reason: impl ToString) -> StorageError {
@@ -248,7 +256,25 @@ impl RaftWal {
             }),
             round: Mutex::new(()),
             fsync,
+            segment_bytes: SEGMENT_BYTES,
         })
+    }
+
+    /// Closes segments at `bytes` instead of [`SEGMENT_BYTES`] (tests, to roll segments with
+    /// little data).
+    pub fn with_segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes.max(1);
+        self
+    }
+
+    /// Whether `shard`'s oldest live entry is in a segment [`RETAINED_SEGMENTS`] or more behind
+    /// the one appends go to. A segment is deleted only once no shard has live entries in it,
+    /// so such a shard keeps that segment and every later one on disk: a shard that went quiet
+    /// before its log reached the compaction bounds would keep the whole log of the node for as
+    /// long as it stayed quiet. The replica compacts its log up to its flushed state then.
+    pub fn pins_old_segments(&self, shard: u32) -> bool {
+        let inner = self.inner();
+        inner.runs.get(&shard).and_then(|runs| runs.front()).is_some_and(|run| run.segment + RETAINED_SEGMENTS <= inner.current)
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -301,7 +327,7 @@ impl RaftWal {
         record[4..8].copy_from_slice(&crc.to_le_bytes());
 
         let mut inner = self.inner();
-        if inner.current_len > 0 && inner.current_len + record.len() as u64 > SEGMENT_BYTES {
+        if inner.current_len > 0 && inner.current_len + record.len() as u64 > self.segment_bytes {
             inner.current += 1;
             inner.current_len = 0;
         }
@@ -444,7 +470,7 @@ impl RaftWal {
             file.read_exact_at(&mut bytes, 0)?;
             std::fs::write(segment_path(to, id), bytes)?;
         }
-        RaftWal::open_with(to, self.fsync)
+        RaftWal::open_with(to, self.fsync).map(|wal| wal.with_segment_bytes(self.segment_bytes))
     }
 }
 
@@ -573,6 +599,32 @@ mod tests {
         bytes[RECORD_HEADER_BYTES + 2] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
         assert!(matches!(RaftWal::open(dir.path()), Err(StorageError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_quiet_shard_pins_the_segments_from_its_oldest_entry_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = RaftWal::open(dir.path()).unwrap().with_segment_bytes(1_024);
+        let engine = crate::storage::MemEngine::new();
+        append(&wal, 1, 0, 1..=2, 1);
+        // Shard 2's records do not fit beside another: one segment each, from segment 2 on.
+        let entry = vec![0u8; 900];
+        let mut written = 0;
+        while !wal.pins_old_segments(1) {
+            written += 1;
+            assert_eq!(wal.append(2, 0, &[(written, 1, entry.as_slice())])[0].segment, 1 + written);
+        }
+        assert_eq!(written, RETAINED_SEGMENTS, "pinned once its segment is that far behind");
+        assert!(!wal.pins_old_segments(2));
+        sync_round(&wal, &engine).unwrap();
+        let segments = wal.segment_count();
+        wal.truncated(2, 0, written - 1);
+        sync_round(&wal, &engine).unwrap();
+        assert_eq!(wal.segment_count(), segments, "shard 1's entries keep segment 1, and so every later one");
+        wal.truncated(1, 0, 2);
+        sync_round(&wal, &engine).unwrap();
+        assert_eq!(wal.segment_count(), 1, "only the segment of shard 2's live entry is left");
+        assert!(!wal.pins_old_segments(1));
     }
 
     #[test]

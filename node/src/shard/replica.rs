@@ -223,6 +223,11 @@ const COMPLETIONS_WAITING_MAX: usize = 4_096;
 
 /// Ticks between checks whether leadership should go back to the shard's preferred replica.
 const REBALANCE_CHECK_TICKS: u64 = 10;
+
+/// Ticks between compaction checks of a replica that may have no Ready to check in (a quiet
+/// shard of a one-node cluster sends no heartbeats), so that its log cannot keep the node's
+/// old raft log segments for ever (see `maybe_compact`).
+const COMPACT_CHECK_TICKS: u64 = 10;
 /// Consecutive checks the preferred replica must be caught up before leadership moves to it,
 /// so a flapping node does not drag leadership around.
 const REBALANCE_STABLE_CHECKS: u32 = 3;
@@ -459,6 +464,9 @@ impl Replica {
         self.ticks += 1;
         if self.ticks.is_multiple_of(REBALANCE_CHECK_TICKS) {
             self.rebalance();
+        }
+        if self.ticks.is_multiple_of(COMPACT_CHECK_TICKS) {
+            self.maybe_compact();
         }
         self.resend_stale_read_rounds();
     }
@@ -818,7 +826,8 @@ impl Replica {
 
     /// Keeps the raft log bounded: once it holds more than `compact_log_entries` entries or
     /// `compact_log_bytes` bytes whose state is flushed, drops the older half of them
-    /// (followers that need them get a snapshot). Entries above the flushed index stay: a
+    /// (followers that need them get a snapshot), and drops every flushed one once they keep
+    /// old segments of the node's raft log on disk. Entries above the flushed index stay: a
     /// restart re-applies them.
     fn maybe_compact(&mut self) {
         let (limit_entries, limit_bytes) = (self.cfg.compact_log_entries, self.cfg.compact_log_bytes);
@@ -833,6 +842,11 @@ impl Replica {
         }
         if self.log_bytes.between(first - 1, flushed) > limit_bytes {
             to_index = to_index.max(self.log_bytes.compact_point(flushed, limit_bytes / 2).unwrap_or(flushed));
+        }
+        if self.raw.store().pins_old_segments() {
+            // Within its bounds, but its oldest entries keep the node's old raft log segments
+            // (and every later one) on disk: typically a shard that has gone quiet.
+            to_index = flushed;
         }
         if to_index < first {
             return;
@@ -1163,6 +1177,54 @@ pub(crate) mod tests {
         let (reply, rx) = oneshot::channel();
         replica.propose(cmd, reply);
         rx
+    }
+
+    #[test]
+    fn a_quiet_shard_compacts_once_its_log_keeps_old_raft_log_segments() {
+        let disk = SimDisk::with_segment_bytes(4_096);
+        let mut replica = disk.open_replica(test_config(1, 1)).unwrap();
+        replica.campaign_if_preferred();
+        settle(&mut replica, &disk);
+        for i in 0..3 {
+            let mut bought = propose(&mut replica, sim::purchase_cmd(&format!("r{i}"), "fan", "9.99", "USD", &format!("pay-{i}")));
+            settle(&mut replica, &disk);
+            assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
+        }
+        replica.flush_state_now();
+        let last = replica.raw.raft.raft_log.last_index();
+        assert!(replica.raw.store().first_log_index() <= last, "the entries are still in the log");
+        assert!(!replica.raw.store().pins_old_segments());
+
+        // Other shards of the node fill its raft log; this one stays quiet, far within its
+        // compaction bounds (10,000 entries or 32 MiB).
+        let filler = vec![0u8; 4_000];
+        for index in 1..=crate::raftlog::wal::RETAINED_SEGMENTS + 1 {
+            disk.wal.append(99, 0, &[(index, 1, filler.as_slice())]);
+        }
+        disk.sync().unwrap();
+        assert!(replica.raw.store().pins_old_segments());
+        let segments = disk.wal.segment_count();
+
+        // It has no Ready to compact in (a lone leader sends no heartbeats): its ticks check.
+        for _ in 0..COMPACT_CHECK_TICKS {
+            replica.tick();
+        }
+        settle(&mut replica, &disk);
+        assert_eq!(replica.raw.store().first_log_index(), last + 1, "compacted up to its flushed state");
+        // The truncation frees the segments once a sync has made it durable.
+        disk.sync().unwrap();
+        assert!(!replica.raw.store().pins_old_segments());
+        assert!(disk.wal.segment_count() < segments, "its segment is deleted ({segments} before, {} after)", disk.wal.segment_count());
+
+        // The compacted replica still serves and restarts: its next command commits, and the
+        // state survives a crash of everything not synced.
+        let mut bought = propose(&mut replica, sim::purchase_cmd("r9", "fan", "9.99", "USD", "pay-9"));
+        settle(&mut replica, &disk);
+        assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
+        drop(replica);
+        let crashed = disk.crash(0);
+        let reopened = crashed.open_replica(test_config(1, 1)).unwrap();
+        assert_eq!(reopened.raw.raft.raft_log.last_index(), last + 1);
     }
 
     #[test]
