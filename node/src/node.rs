@@ -308,7 +308,7 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
 
     let timeout = Duration::from_millis(cfg.request_timeout_ms);
     let ledger = LedgerService::new(router.clone(), timeout, cfg.id, members.clone(), cfg.max_commands_in_flight);
-    let admin = AdminService::new(router.clone(), timeout, cfg.id, members.clone());
+    let admin = AdminService::new(router.clone(), timeout, cfg.id, members.clone(), wal.clone());
     let peer = PeerService::new(router.clone(), timeout);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

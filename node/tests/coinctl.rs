@@ -130,6 +130,9 @@ async fn coinctl_drives_the_money_path() {
     let st = ok_json(&node, &["status"]).await;
     assert_eq!((u(&st, "node_id"), u(&st, "shard_count")), (1, 8));
     assert_eq!(st["shards"].as_array().expect("shards").len(), 8);
+    // The commands above went through the raft log: one segment so far, with their entries.
+    assert_eq!(u(&st, "raft_log_segments"), 1, "{st}");
+    assert!(u(&st, "raft_log_bytes") > 1_000, "{st}");
     let audit = ok_json(&node, &["audit"]).await;
     assert_eq!(audit["ok"], Value::Bool(true), "{audit}");
     assert_eq!(u(&audit, "diamonds_paid_out"), 1000);

@@ -168,6 +168,7 @@ pub fn status(s: &StatusReply) -> Value {
     json!({
         "node_id": s.node_id, "address": s.address, "shard_count": s.shard_count,
         "nodes": nodes, "shards": shards, "rate_version": s.rate_version, "uptime_ms": s.uptime_ms,
+        "raft_log_segments": s.raft_log_segments, "raft_log_bytes": s.raft_log_bytes,
     })
 }
 
@@ -358,7 +359,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(keys(&card).len(), 11, "one key per RateCard field");
-        assert_eq!(keys(&status(&StatusReply::default())).len(), 7);
+        assert_eq!(keys(&status(&StatusReply::default())).len(), 9, "one key per StatusReply field");
         assert_eq!(keys(&audit(&AuditReply::default())).len(), 15);
         let mut e = ClientError::local(ErrorCode::NotLeader, "elsewhere");
         e.leader_hint = Some("n2:7002".into());

@@ -250,12 +250,15 @@ pub fn rates(c: &RateCard) -> String {
 
 pub fn status(s: &StatusReply) -> String {
     let mut out = vec![format!(
-        "node {} at {}, {} shards, rate v{}, up {}",
+        "node {} at {}, {} shards, rate v{}, up {}, raft log {:.1} MiB in {} segment file{}",
         s.node_id,
         s.address,
         s.shard_count,
         s.rate_version,
-        humantime::format_duration(Duration::from_secs(s.uptime_ms / 1000))
+        humantime::format_duration(Duration::from_secs(s.uptime_ms / 1000)),
+        s.raft_log_bytes as f64 / f64::from(1u32 << 20),
+        s.raft_log_segments,
+        if s.raft_log_segments == 1 { "" } else { "s" }
     )];
     for n in &s.nodes {
         out.push(format!("  node {} {}", n.id, n.address));

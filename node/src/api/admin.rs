@@ -10,6 +10,7 @@ use super::{convert, deadline_of, unexpected, within};
 use crate::error::NodeError;
 use crate::ledger::{Command, Outcome};
 use crate::proto::{self, admin_server::Admin};
+use crate::raftlog::RaftWal;
 use crate::router::Router;
 use crate::shard::{ReadAnswer, ReadQuery};
 
@@ -19,11 +20,12 @@ pub struct AdminService {
     node_id: u64,
     addresses: Arc<BTreeMap<u64, String>>,
     started: Instant,
+    raft_log: Arc<RaftWal>,
 }
 
 impl AdminService {
-    pub fn new(router: Arc<Router>, request_timeout: Duration, node_id: u64, addresses: Arc<BTreeMap<u64, String>>) -> Self {
-        Self { router, request_timeout, node_id, addresses, started: Instant::now() }
+    pub fn new(router: Arc<Router>, request_timeout: Duration, node_id: u64, addresses: Arc<BTreeMap<u64, String>>, raft_log: Arc<RaftWal>) -> Self {
+        Self { router, request_timeout, node_id, addresses, started: Instant::now(), raft_log }
     }
 
     async fn account_change<T>(&self, request: &Request<T>, cmd: Command) -> Result<Response<proto::BalanceReply>, Status> {
@@ -83,6 +85,7 @@ impl Admin for AdminService {
             Ok(ReadAnswer::Rates(card)) => card.version,
             _ => 0,
         };
+        let (raft_log_segments, raft_log_bytes) = self.raft_log.disk_usage();
         Ok(Response::new(proto::StatusReply {
             node_id: self.node_id,
             address: self.addresses.get(&self.node_id).cloned().unwrap_or_default(),
@@ -91,6 +94,8 @@ impl Admin for AdminService {
             shards,
             rate_version,
             uptime_ms: self.started.elapsed().as_millis() as u64,
+            raft_log_segments: u32::try_from(raft_log_segments).unwrap_or(u32::MAX),
+            raft_log_bytes,
         }))
     }
 

@@ -459,6 +459,12 @@ impl RaftWal {
         self.inner().segments.len()
     }
 
+    /// Segment files on disk and the bytes written to them (for status).
+    pub fn disk_usage(&self) -> (usize, u64) {
+        let inner = self.inner();
+        (inner.segments.len(), inner.segments.values().map(|s| s.durable).sum())
+    }
+
     /// What a crash would leave in `to`: the durable bytes of every segment, none of the
     /// appends not yet synced. For the simulation and tests.
     pub fn crash_copy(&self, to: &Path) -> Result<RaftWal, StorageError> {
