@@ -124,7 +124,7 @@ pub struct RaftWal {
     /// False only in simulations, whose crashes copy the bytes counted durable (see
     /// [`RaftWal::crash_copy`]) and need no disk to make them so.
     fsync: bool,
-    /// [`SEGMENT_BYTES`] but in tests.
+    /// Where a segment is closed: [`SEGMENT_BYTES`] unless set by [`RaftWal::with_segment_bytes`].
     segment_bytes: u64,
 }
 
@@ -260,8 +260,8 @@ impl RaftWal {
         })
     }
 
-    /// Closes segments at `bytes` instead of [`SEGMENT_BYTES`] (tests, to roll segments with
-    /// little data).
+    /// Closes segments at `bytes` instead of [`SEGMENT_BYTES`] (the node's
+    /// `--raft-log-segment-mb`; tests, to roll segments with little data).
     pub fn with_segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes.max(1);
         self
@@ -454,9 +454,9 @@ impl RaftWal {
         Ok(doomed.len())
     }
 
-    /// Segment files on disk (for status and tests).
+    /// Segment files on disk (for tests).
     pub fn segment_count(&self) -> usize {
-        self.inner().segments.len()
+        self.disk_usage().0
     }
 
     /// Segment files on disk and the bytes written to them (for status).

@@ -224,9 +224,9 @@ const COMPLETIONS_WAITING_MAX: usize = 4_096;
 /// Ticks between checks whether leadership should go back to the shard's preferred replica.
 const REBALANCE_CHECK_TICKS: u64 = 10;
 
-/// Ticks between compaction checks of a replica that may have no Ready to check in (a quiet
-/// shard of a one-node cluster sends no heartbeats), so that its log cannot keep the node's
-/// old raft log segments for ever (see `maybe_compact`).
+/// Ticks between checks whether a replica's log keeps the node's old raft log segments on disk
+/// (see `compact_if_keeping_old_segments`). On ticks, not on Readies: a quiet shard may have
+/// no Ready (a one-node cluster sends no heartbeats), and a segment takes seconds to fill.
 const COMPACT_CHECK_TICKS: u64 = 10;
 /// Consecutive checks the preferred replica must be caught up before leadership moves to it,
 /// so a flapping node does not drag leadership around.
@@ -466,7 +466,7 @@ impl Replica {
             self.rebalance();
         }
         if self.ticks.is_multiple_of(COMPACT_CHECK_TICKS) {
-            self.maybe_compact();
+            self.compact_if_keeping_old_segments();
         }
         self.resend_stale_read_rounds();
     }
@@ -826,8 +826,7 @@ impl Replica {
 
     /// Keeps the raft log bounded: once it holds more than `compact_log_entries` entries or
     /// `compact_log_bytes` bytes whose state is flushed, drops the older half of them
-    /// (followers that need them get a snapshot), and drops every flushed one once they keep
-    /// old segments of the node's raft log on disk. Entries above the flushed index stay: a
+    /// (followers that need them get a snapshot). Entries above the flushed index stay: a
     /// restart re-applies them.
     fn maybe_compact(&mut self) {
         let (limit_entries, limit_bytes) = (self.cfg.compact_log_entries, self.cfg.compact_log_bytes);
@@ -843,12 +842,22 @@ impl Replica {
         if self.log_bytes.between(first - 1, flushed) > limit_bytes {
             to_index = to_index.max(self.log_bytes.compact_point(flushed, limit_bytes / 2).unwrap_or(flushed));
         }
+        self.compact_to(to_index);
+    }
+
+    /// Drops every flushed entry once the oldest ones keep the node's old raft log segments
+    /// (and every later one) on disk, though the log is within its bounds: typically a shard
+    /// that has gone quiet.
+    fn compact_if_keeping_old_segments(&mut self) {
         if self.raw.store().pins_old_segments() {
-            // Within its bounds, but its oldest entries keep the node's old raft log segments
-            // (and every later one) on disk: typically a shard that has gone quiet.
-            to_index = flushed;
+            self.compact_to(self.flushed_index);
         }
-        if to_index < first {
+    }
+
+    /// Compacts the log through `to_index` (at most the flushed index), if that drops anything.
+    fn compact_to(&mut self, to_index: u64) {
+        debug_assert!(to_index <= self.flushed_index, "shard {}: compaction to {to_index} past the flushed state", self.cfg.shard);
+        if to_index < self.raw.store().first_log_index() {
             return;
         }
         let mut batch = WriteBatch::default();
