@@ -4,30 +4,38 @@
 # machine, whose speed drifts by 20-30% from one hour to the next. Prints every run, then
 # each build's median gifts/s and node CPU seconds.
 #
-#   cluster/bench/ab.sh A_BIN_DIR B_BIN_DIR [--shards 16] [--pairs 2] [-- BENCH ARGS ...]
+#   cluster/bench/ab.sh A_BIN_DIR B_BIN_DIR [--shards 16] [--pairs 2]
+#                       [--a-node-arg ARG ...] [--b-node-arg ARG ...] [-- BENCH ARGS ...]
 #
 # A_BIN_DIR and B_BIN_DIR hold coinledger-node, coinledger-cluster and coinctl (e.g. the
-# target/release of two checkouts). The bench arguments default to 150,000 batched gifts:
+# target/release of two checkouts; the same directory twice to compare node arguments, given
+# to build A's or B's nodes with --a-node-arg / --b-node-arg, e.g. --b-node-arg=--one-thread). The bench arguments default to 150,000 batched gifts:
 # --workload gift-storm --batch 256 --clients 16 --gifts 150000 --duration 600s.
 # Compare node CPU (user + system seconds the 3 nodes spent for the same gifts) rather than
 # gifts/s: it varies less from run to run.
 set -euo pipefail
 
-[[ $# -ge 2 ]] || { sed -n '2,14p' "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,16p' "$0"; exit 2; }
 dir_a=$(cd "$1" && pwd)
 dir_b=$(cd "$2" && pwd)
 shift 2
 shards=16
 pairs=2
 base_port=7451
+args_a=()
+args_b=()
 bench=(--workload gift-storm --batch 256 --clients 16 --gifts 150000 --duration 600s)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --shards) shards="$2"; shift 2 ;;
     --pairs) pairs="$2"; shift 2 ;;
     --base-port) base_port="$2"; shift 2 ;;
+    --a-node-arg) args_a+=("$2"); shift 2 ;;
+    --a-node-arg=*) args_a+=("${1#--a-node-arg=}"); shift ;;
+    --b-node-arg) args_b+=("$2"); shift 2 ;;
+    --b-node-arg=*) args_b+=("${1#--b-node-arg=}"); shift ;;
     --) shift; bench=("$@"); break ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "ab.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -47,7 +55,8 @@ declare -A rates cpus
 for pair in $(seq 1 "$pairs"); do
   for build in A B; do
     dir=$dir_a
-    [[ $build == B ]] && dir=$dir_b
+    node_args=("${args_a[@]}")
+    if [[ $build == B ]]; then dir=$dir_b; node_args=("${args_b[@]}"); fi
     line=$(fresh_run "$dir" "$shards" "${bench[@]}")
     echo "pair $pair build $build: $line"
     rates[$build]+="$(field 'gifts\/s' "$line") "

@@ -1,6 +1,8 @@
 # Shared by the bench scripts (matrix.sh, ab.sh): one bench on a fresh local 3-node cluster.
-# Source it, then set `work` (a scratch directory) and `base_port` before calling fresh_run.
-# Not a script of its own.
+# Source it, then set `work` (a scratch directory) and `base_port` (and, if any, `node_args`:
+# arguments for every node) before calling fresh_run. Not a script of its own.
+
+node_args=()
 
 up_pid=""
 stop_cluster() {
@@ -18,7 +20,7 @@ bench_endpoints() { echo "127.0.0.1:$base_port,127.0.0.1:$((base_port + 1)),127.
 start_cluster() {
   local bin=$1 shards=$2 data=$3
   "$bin/coinledger-cluster" up --nodes 3 --shards "$shards" --base-port "$base_port" --data-dir "$data" \
-    --node-bin "$bin/coinledger-node" > "$data.up.log" 2>&1 &
+    --node-bin "$bin/coinledger-node" "${node_args[@]/#/--node-arg=}" > "$data.up.log" 2>&1 &
   up_pid=$!
   for _ in $(seq 1 120); do
     grep -q "cluster up" "$data.up.log" && return 0

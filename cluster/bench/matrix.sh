@@ -4,6 +4,7 @@
 # table (with the date, the machine and the commit) to stdout and to --out.
 #
 #   cluster/bench/matrix.sh [--duration 20s] [--shards "16 64"] [--out bench-matrix.md]
+#                           [--node-arg ARG ...]
 #
 # Every run gets its own empty cluster, so no run is slowed by the data of the runs before
 # it and rows compare as they stand (a second batched run on one 64-shard cluster measured
@@ -11,20 +12,24 @@
 # (`coinledger gifts/s=.. p50_ms=.. p99_ms=.. p999_ms=.. errors=..`); node CPU is the user and
 # system time the three node processes spent during the bench (its seeding included), RSS
 # the largest resident set of the three, read from /proc right after the run. A run whose
-# bench fails (conservation broken, cluster unreachable) fails the script.
+# bench fails (conservation broken, cluster unreachable) fails the script. Every --node-arg
+# goes to every node (e.g. --node-arg=--one-thread) and is named in the table's heading.
 set -euo pipefail
 
 duration=20s
 shard_counts="16 64"
 out=bench-matrix.md
 base_port=7401
+extra_node_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
     --shards) shard_counts="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --base-port) base_port="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --node-arg) extra_node_args+=("$2"); shift 2 ;;
+    --node-arg=*) extra_node_args+=("${1#--node-arg=}"); shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "matrix.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -47,6 +52,7 @@ bin="$root/target/release"
 
 # shellcheck source=lib.sh
 source "$root/cluster/bench/lib.sh"
+node_args=("${extra_node_args[@]}")
 work=$(mktemp -d /tmp/coinledger-matrix.XXXXXX)
 trap 'stop_cluster; rm -rf "$work"' EXIT
 
@@ -70,6 +76,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   echo "Throughput matrix, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
   echo "Machine: $(nproc) cores ($cpu), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)."
   echo "3 nodes on loopback, 3 replicas per shard, fsync on; $duration per run, each on a fresh cluster; 10,000 senders, 100 creators, zipf 1.1."
+  if [[ ${#node_args[@]} -gt 0 ]]; then echo "Every node started with: ${node_args[*]}."; fi
   echo
   echo "| shards | workload | batch | clients | gifts/s | p50 ms | p99 ms | p99.9 ms | errors | node CPU s | max RSS MiB |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"

@@ -87,6 +87,16 @@ pub struct NodeConfig {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub shard_threads: u64,
 
+    /// Serve gRPC and run every shard replica on one thread (fsync keeps its own thread).
+    /// Every command crosses between the gRPC and the actor threads several times (request,
+    /// raft messages in and out, forwarded effects, reply), and each crossing wakes a parked
+    /// thread; on a small host shared with other nodes (the bench's 3 nodes on 2 cores) those
+    /// wake-ups cost more than the second thread brings: 1,729 against 1,333 unbatched gifts/s
+    /// at 16.6 against 24.0 s of node CPU. Off by default: raft work (a state flush, a
+    /// snapshot) then holds up the node's gRPC serving while it runs.
+    #[arg(long, env = "COINLEDGER_ONE_THREAD", conflicts_with_all = ["shard_threads", "grpc_threads"])]
+    pub one_thread: bool,
+
     /// Threads of the tokio runtime serving gRPC (clients, forwarded commands, raft streams).
     /// The default suits a small host; 1 or 2 measured alike on 2 cores (1,220 and 1,119
     /// unbatched gifts/s, within run-to-run noise), so raise it only with more cores.
@@ -185,6 +195,11 @@ mod tests {
         assert_eq!(parse(&["--grpc-threads", "4"]).grpc_threads, 4);
         for bad in ["0", "65", "-1", "two"] {
             assert!(NodeConfig::try_parse_from(["n", "--grpc-threads", bad]).is_err(), "--grpc-threads {bad}");
+        }
+        assert!(!parse(&[]).one_thread);
+        assert!(parse(&["--one-thread"]).one_thread);
+        for clash in [["--one-thread", "--grpc-threads", "1"], ["--one-thread", "--shard-threads", "2"]] {
+            assert!(NodeConfig::try_parse_from(std::iter::once("n").chain(clash)).is_err(), "{clash:?}");
         }
         assert!(parse(&["--heartbeat-ticks", "10"]).validate().is_err());
         assert_eq!(parse(&[]).max_commands_in_flight, 65_536);

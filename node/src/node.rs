@@ -4,6 +4,9 @@
 //! Threads: tonic serves gRPC on the tokio runtime that calls [`run`]; shard replicas (raft
 //! and apply) run on actix arbiters; fsync runs on the syncer's own thread. A gRPC handler only
 //! awaits a oneshot, so neither raft work nor fsync ever blocks the threads serving gRPC.
+//! With `--one-thread` the runtime calling [`run`] is an actix system's single thread and the
+//! replicas run on it too (fsync still has its own thread): fewer wake-ups between threads,
+//! at the price of raft work holding up gRPC serving (see the flag's help).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -205,8 +208,28 @@ impl ShardHooks for NodeHooks {
     }
 }
 
-/// Starts the shard actors on their own actix system thread and returns their addresses.
-fn start_shards(replicas: Vec<Replica>, threads: usize, syncer: Syncer, hooks: Arc<dyn ShardHooks>, tick: Duration) -> Vec<(u32, Addr<ShardActor>)> {
+/// Where the shard actors run.
+enum ActorThreads {
+    /// On the thread calling [`start_shards`], an actix system's (`--one-thread`).
+    Current,
+    /// Spread over this many arbiters of an actix system thread of their own.
+    Arbiters(usize),
+}
+
+/// Starts the shard actors and returns their addresses.
+fn start_shards(replicas: Vec<Replica>, threads: ActorThreads, syncer: Syncer, hooks: Arc<dyn ShardHooks>, tick: Duration) -> Vec<(u32, Addr<ShardActor>)> {
+    let threads = match threads {
+        ActorThreads::Current => {
+            return replicas
+                .into_iter()
+                .map(|replica| {
+                    let shard = replica.shard();
+                    (shard, ShardActor::new(replica, syncer.clone(), hooks.clone(), tick).start())
+                })
+                .collect();
+        }
+        ActorThreads::Arbiters(threads) => threads,
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("coinledger-actors".into())
@@ -296,7 +319,8 @@ pub async fn run(cfg: NodeConfig) -> Result<(), String> {
         runtime: tokio::runtime::Handle::current(),
         links: RaftLinks::start(cfg.id, &members, source_ip),
     });
-    let hosted = start_shards(replicas, cfg.shard_threads as usize, syncer, hooks.clone(), Duration::from_millis(cfg.tick_ms));
+    let threads = if cfg.one_thread { ActorThreads::Current } else { ActorThreads::Arbiters(cfg.shard_threads as usize) };
+    let hosted = start_shards(replicas, threads, syncer, hooks.clone(), Duration::from_millis(cfg.tick_ms));
     let mut shards: Vec<Option<Addr<ShardActor>>> = vec![None; cfg.shards as usize];
     for (shard, addr) in hosted {
         shards[shard as usize] = Some(addr);

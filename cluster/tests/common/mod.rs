@@ -5,9 +5,10 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coinledger_client::Client;
+use coinledger_cluster::chaos::{self, faults::FaultKind, net, ChaosOptions};
 use coinledger_cluster::launcher::{Cluster, ClusterOptions, ClusterSpec};
 use coinledger_cluster::load::{verify, Book, Verdict};
 use tempfile::TempDir;
@@ -98,4 +99,41 @@ impl TestCluster {
 /// Bounds a whole test body.
 pub async fn bounded<F: std::future::Future>(limit: Duration, f: F) -> F::Output {
     tokio::time::timeout(limit, f).await.unwrap_or_else(|_| panic!("test took longer than {limit:?}"))
+}
+
+/// A chaos run of 3 nodes of 8 shards with every fault kind (partitions only where iptables
+/// is usable), whose checker must pass. Two runs must not overlap: they would share the
+/// nodes' loopback addresses and, in one process, the firewall chain.
+pub async fn chaos_passes(seed: u64, duration: Duration, base_port: u16, extra_args: Vec<String>) {
+    let mut faults = FaultKind::parse_list("kill,pause,partition,restart,wipe").unwrap();
+    if let Err(e) = net::available() {
+        eprintln!("note: iptables unusable ({e}): partition faults skipped in this test");
+        faults.retain(|k| *k != FaultKind::Partition);
+    }
+    let out = tempfile::Builder::new().prefix("coinledger-chaos-short-").tempdir().expect("tempdir");
+    let opts = ChaosOptions {
+        nodes: 3,
+        duration,
+        faults,
+        faults_explicit: true,
+        seed,
+        clients: 16,
+        out: out.path().to_path_buf(),
+        shards: 8,
+        base_port,
+        node_bin: node_bin(),
+        extra_args,
+    };
+    let started = Instant::now();
+    let report = match chaos::run(opts, &mut |line| eprintln!("{line}")).await {
+        Ok(r) => r,
+        Err(e) => panic!("chaos run failed: {e}\n(run directory kept: {})", out.keep().display()),
+    };
+    eprintln!("{}\n(chaos run took {} ms)", report.render(), started.elapsed().as_millis());
+    if !report.passed() {
+        let kept = out.keep();
+        panic!("the checker found violations; history and report kept in {}", kept.display());
+    }
+    assert!(!report.injected.is_empty(), "no fault was injected");
+    assert!(report.ops.iter().any(|o| o.final_reply().is_some()), "nothing succeeded");
 }
