@@ -9,7 +9,8 @@
 #
 # A_BIN_DIR and B_BIN_DIR hold coinledger-node, coinledger-cluster and coinctl (e.g. the
 # target/release of two checkouts; the same directory twice to compare node arguments, given
-# to build A's or B's nodes with --a-node-arg / --b-node-arg, e.g. --b-node-arg=--one-thread). The bench arguments default to 150,000 batched gifts:
+# to build A's or B's nodes with --a-node-arg / --b-node-arg, e.g. --b-node-arg=--one-thread).
+# The bench arguments default to 150,000 batched gifts:
 # --workload gift-storm --batch 256 --clients 16 --gifts 150000 --duration 600s.
 # Compare node CPU (user + system seconds the 3 nodes spent for the same gifts) rather than
 # gifts/s: it varies less from run to run.

@@ -29,7 +29,7 @@ while [[ $# -gt 0 ]]; do
     --base-port) base_port="$2"; shift 2 ;;
     --node-arg) extra_node_args+=("$2"); shift 2 ;;
     --node-arg=*) extra_node_args+=("${1#--node-arg=}"); shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "matrix.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

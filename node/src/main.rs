@@ -41,19 +41,7 @@ fn main() {
         default_hook(info);
         std::process::abort();
     }));
-    let result = if cfg.one_thread {
-        // actix's system runtime (one thread) serves gRPC too; the shards start on it.
-        actix::System::new().block_on(coinledger_node::node::run(cfg))
-    } else {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cfg.grpc_threads as usize)
-            .thread_name("coinledger-grpc")
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        runtime.block_on(coinledger_node::node::run(cfg))
-    };
-    if let Err(e) = result {
+    if let Err(e) = coinledger_node::node::serve(cfg) {
         eprintln!("coinledger-node: {e}");
         std::process::exit(1);
     }

@@ -1,10 +1,10 @@
 //! Wires a node together: storage engine, group-commit syncer, one actix actor per shard
 //! replica (spread over `--shard-threads` arbiters), the router and the gRPC server.
 //!
-//! Threads: tonic serves gRPC on the tokio runtime that calls [`run`]; shard replicas (raft
+//! Threads: tonic serves gRPC on the tokio runtime [`serve`] starts; shard replicas (raft
 //! and apply) run on actix arbiters; fsync runs on the syncer's own thread. A gRPC handler only
 //! awaits a oneshot, so neither raft work nor fsync ever blocks the threads serving gRPC.
-//! With `--one-thread` the runtime calling [`run`] is an actix system's single thread and the
+//! With `--one-thread` that runtime is an actix system's single thread and the
 //! replicas run on it too (fsync still has its own thread): fewer wake-ups between threads,
 //! at the price of raft work holding up gRPC serving (see the flag's help).
 
@@ -218,18 +218,20 @@ enum ActorThreads {
 
 /// Starts the shard actors and returns their addresses.
 fn start_shards(replicas: Vec<Replica>, threads: ActorThreads, syncer: Syncer, hooks: Arc<dyn ShardHooks>, tick: Duration) -> Vec<(u32, Addr<ShardActor>)> {
-    let threads = match threads {
-        ActorThreads::Current => {
-            return replicas
-                .into_iter()
-                .map(|replica| {
-                    let shard = replica.shard();
-                    (shard, ShardActor::new(replica, syncer.clone(), hooks.clone(), tick).start())
-                })
-                .collect();
-        }
-        ActorThreads::Arbiters(threads) => threads,
-    };
+    match threads {
+        ActorThreads::Current => replicas
+            .into_iter()
+            .map(|replica| {
+                let shard = replica.shard();
+                (shard, ShardActor::new(replica, syncer.clone(), hooks.clone(), tick).start())
+            })
+            .collect(),
+        ActorThreads::Arbiters(threads) => start_on_arbiters(replicas, threads, syncer, hooks, tick),
+    }
+}
+
+/// Starts the shard actors on `threads` arbiters of an actix system thread of their own.
+fn start_on_arbiters(replicas: Vec<Replica>, threads: usize, syncer: Syncer, hooks: Arc<dyn ShardHooks>, tick: Duration) -> Vec<(u32, Addr<ShardActor>)> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("coinledger-actors".into())
@@ -265,8 +267,23 @@ const HAND_OFF_WAIT: Duration = Duration::from_millis(1_000);
 /// How long a stopping node lets in-flight calls finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Runs a node until SIGINT or SIGTERM.
-pub async fn run(cfg: NodeConfig) -> Result<(), String> {
+/// Runs a node until SIGINT or SIGTERM, on the runtime its configuration asks for: with
+/// `--one-thread` an actix system's, whose thread then also hosts the shard actors (see
+/// [`ActorThreads::Current`]); else a tokio runtime of `--grpc-threads` workers.
+pub fn serve(cfg: NodeConfig) -> Result<(), String> {
+    if cfg.one_thread {
+        return actix::System::new().block_on(run(cfg));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.grpc_threads as usize)
+        .thread_name("coinledger-grpc")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the gRPC runtime: {e}"))?
+        .block_on(run(cfg))
+}
+
+async fn run(cfg: NodeConfig) -> Result<(), String> {
     cfg.validate()?;
     let members = Arc::new(cfg.members()?);
     let placement = Placement::new(&members, cfg.replication()?)?;
