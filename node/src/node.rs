@@ -51,12 +51,18 @@ struct NodeMeta {
 /// instead of a key each (`req/`); format 8 records a cross-shard gift's outcome under its
 /// request id when the sender is debited instead of when the credit is completed; format 9
 /// keeps the raft entries in the node's raft log (`raftlog/` beside the engine's files, see
-/// `raftlog/wal.rs`) instead of a key each in the engine.
-const STORAGE_FORMAT: u32 = 9;
+/// `raftlog/wal.rs`) instead of a key each in the engine; format 10 stores request pages of
+/// 1 KiB or more lz4-compressed (`shard/request_pages.rs`), and reads the plain ones of
+/// earlier formats as they are (upgrading to it changes nothing on disk but the marker; a
+/// build of format 9 refuses the directory afterwards, as it could not read those pages).
+const STORAGE_FORMAT: u32 = 10;
 
-/// The earliest format this build upgrades in place: format 7 by [`upgrade_from_7`], both 7
-/// and 8 by [`move_raft_log_out_of_engine`].
+/// The earliest format this build upgrades in place: format 7 by [`upgrade_from_7`], formats
+/// 7 and 8 by [`move_raft_log_out_of_engine`], and 7 to 9 by writing the new marker.
 const UPGRADABLE_FORMAT: u32 = 7;
+
+/// The first format with the raft log out of the engine: earlier ones move it on upgrade.
+const RAFT_LOG_FORMAT: u32 = 9;
 
 /// The node's raft log, in the data directory beside the engine's own files.
 fn raft_log_dir(cfg: &NodeConfig) -> std::path::PathBuf {
@@ -295,7 +301,7 @@ async fn run(cfg: NodeConfig) -> Result<(), String> {
     );
     let format = check_meta(engine.as_ref(), &cfg)?;
     let wal_dir = raft_log_dir(&cfg);
-    let entries_moved = if format < STORAGE_FORMAT { move_raft_log_out_of_engine(engine.as_ref(), cfg.shards, &wal_dir)? } else { 0 };
+    let entries_moved = if format < RAFT_LOG_FORMAT { move_raft_log_out_of_engine(engine.as_ref(), cfg.shards, &wal_dir)? } else { 0 };
     let wal = RaftWal::open(&wal_dir).map_err(|e| format!("cannot open the raft log {}: {e}", wal_dir.display()))?;
     let wal = Arc::new(wal.with_segment_bytes(cfg.raft_log_segment_mb << 20));
     let layout = Layout::new(cfg.shards);
@@ -438,6 +444,14 @@ mod tests {
         batch.put(keys::STORAGE_FORMAT.to_vec(), UPGRADABLE_FORMAT.to_be_bytes().to_vec());
         engine.write(batch).unwrap();
         assert_eq!(check_meta(&engine, &cfg), Ok(UPGRADABLE_FORMAT), "format 7 opens, to be upgraded");
+        let mut batch = WriteBatch::default();
+        batch.put(keys::STORAGE_FORMAT.to_vec(), (STORAGE_FORMAT - 1).to_be_bytes().to_vec());
+        engine.write(batch).unwrap();
+        assert_eq!(check_meta(&engine, &cfg), Ok(STORAGE_FORMAT - 1), "the previous format opens, to be upgraded");
+        let mut batch = WriteBatch::default();
+        batch.put(keys::STORAGE_FORMAT.to_vec(), (STORAGE_FORMAT + 1).to_be_bytes().to_vec());
+        engine.write(batch).unwrap();
+        assert!(check_meta(&engine, &cfg).unwrap_err().contains(&format!("storage format {}", STORAGE_FORMAT + 1)), "a newer format is refused");
         let mut batch = WriteBatch::default();
         batch.delete(keys::STORAGE_FORMAT.to_vec());
         engine.write(batch).unwrap();

@@ -7,8 +7,12 @@ use serde::{Deserialize, Serialize};
 use crate::keys;
 use crate::storage::{prefix_end, Engine, StorageError, WriteBatch};
 
-/// Format version of [`SnapshotData`], checked when installing.
-const SNAPSHOT_FORMAT: u32 = 1;
+/// Format version of [`SnapshotData`], checked when installing. Format 2 carries request
+/// pages as storage format 10 stores them (long ones compressed), which a build of format 1
+/// cannot read, so it refuses them; format 1 snapshots (all pages plain) install here as they are.
+const SNAPSHOT_FORMAT: u32 = 2;
+/// The oldest snapshot format this build installs.
+const OLDEST_SNAPSHOT_FORMAT: u32 = 1;
 /// Ledger pairs read per engine scan while building a snapshot.
 const SCAN_CHUNK: usize = 4_096;
 
@@ -64,10 +68,13 @@ pub fn install(bytes: &[u8], shard: u32, snapshot_index: u64, batch: &mut WriteB
         key: format!("snapshot of shard {shard}"),
         reason: e.to_string(),
     })?;
-    if data.format != SNAPSHOT_FORMAT || data.applied_index != snapshot_index {
+    if !(OLDEST_SNAPSHOT_FORMAT..=SNAPSHOT_FORMAT).contains(&data.format) || data.applied_index != snapshot_index {
         return Err(StorageError::Corrupt {
             key: format!("snapshot of shard {shard}"),
-            reason: format!("format {} at index {}, expected format {SNAPSHOT_FORMAT} at {snapshot_index}", data.format, data.applied_index),
+            reason: format!(
+                "format {} at index {}, expected format {OLDEST_SNAPSHOT_FORMAT} to {SNAPSHOT_FORMAT} at {snapshot_index}",
+                data.format, data.applied_index
+            ),
         });
     }
     let prefix = keys::ledger_prefix(shard);
@@ -116,5 +123,16 @@ mod tests {
         assert_eq!(rebuilt.applied_index, 77);
         let mut b = WriteBatch::default();
         assert!(install(&encode(&data), 2, 78, &mut b).is_err(), "index mismatch is refused");
+    }
+
+    #[test]
+    fn snapshots_of_the_previous_format_install_and_unknown_formats_are_refused() {
+        let pairs = vec![(b"acct/a".to_vec(), b"1".to_vec())];
+        for (format, installs) in [(0, false), (1, true), (2, true), (3, false)] {
+            let data = SnapshotData { format, applied_index: 5, pairs: pairs.clone() };
+            let mut b = WriteBatch::default();
+            assert_eq!(install(&encode(&data), 4, 5, &mut b).is_ok(), installs, "snapshot format {format}");
+        }
+        assert_eq!(build(&MemEngine::new(), 4).unwrap().format, SNAPSHOT_FORMAT);
     }
 }
