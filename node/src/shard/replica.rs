@@ -151,7 +151,8 @@ pub struct Replica {
 
 /// The state cache is flushed to the engine after `state_flush_ticks` ticks, after this many
 /// applied entries, or once it holds this many bytes, whichever comes first. They bound the
-/// memory it holds and the entries a restart re-applies.
+/// memory it holds (the point values a flush wrote stay cached until the next one: at most
+/// as much again) and the entries a restart re-applies.
 const STATE_FLUSH_ENTRIES: u64 = 1_024;
 const STATE_FLUSH_BYTES: usize = 32 << 20;
 
