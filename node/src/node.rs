@@ -52,9 +52,10 @@ struct NodeMeta {
 /// request id when the sender is debited instead of when the credit is completed; format 9
 /// keeps the raft entries in the node's raft log (`raftlog/` beside the engine's files, see
 /// `raftlog/wal.rs`) instead of a key each in the engine; format 10 stores request pages of
-/// 1 KiB or more lz4-compressed (`shard/request_pages.rs`), and reads the plain ones of
-/// earlier formats as they are (upgrading to it changes nothing on disk but the marker; a
-/// build of format 9 refuses the directory afterwards, as it could not read those pages).
+/// 1 KiB or more (`shard/request_pages.rs`), and account records and history pages of 256
+/// bytes or more (`shard/store.rs`), lz4-compressed, and reads the plain ones of earlier
+/// formats as they are (upgrading to it changes nothing on disk but the marker; a build of
+/// format 9 refuses the directory afterwards, as it could not read those records).
 const STORAGE_FORMAT: u32 = 10;
 
 /// The earliest format this build upgrades in place: format 7 by [`upgrade_from_7`], formats

@@ -58,9 +58,12 @@ pub fn account(id: &str) -> Vec<u8> {
 /// exists, so one key per entry made history the largest part of both.
 pub const HISTORY_PAGE_ENTRIES: u64 = 16;
 
+/// Table of the full history pages of every account.
+pub const HISTORY_PREFIX: &[u8] = b"hpg/";
+
 /// The prefix of the account's full history pages.
 pub fn history_prefix(account: &str) -> Vec<u8> {
-    [b"hpg/", account.as_bytes(), b"/"].concat()
+    [HISTORY_PREFIX, account.as_bytes(), b"/"].concat()
 }
 
 /// The page holding history entry `seq` (seqs start at 1).

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::keys;
 use crate::storage::{prefix_end, Engine, StorageError, WriteBatch};
 
-/// Format version of [`SnapshotData`], checked when installing. Format 2 carries request
-/// pages as storage format 10 stores them (long ones compressed), which a build of format 1
-/// cannot read, so it refuses them; format 1 snapshots (all pages plain) install here as they are.
+/// Format version of [`SnapshotData`], checked when installing. Format 2 carries the records
+/// as storage format 10 stores them (long request pages, accounts and history pages
+/// compressed), which a build of format 1 cannot read, so it refuses them; format 1 snapshots
+/// (every record plain) install here as they are.
 const SNAPSHOT_FORMAT: u32 = 2;
 /// The oldest snapshot format this build installs.
 const OLDEST_SNAPSHOT_FORMAT: u32 = 1;

@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::ledger::layout::fnv1a_64;
+use crate::shard::lz4;
 use crate::storage::{prefix_end, Engine, StorageError, WriteBatch};
 
 type Result<T> = std::result::Result<T, StorageError>;
@@ -74,30 +75,15 @@ fn stored_form(page: &[u8]) -> Vec<u8> {
     if page.len() < COMPRESS_MIN_BYTES {
         return page.to_vec();
     }
-    let mut stored = Vec::with_capacity(1 + 4 + lz4_flex::block::get_maximum_output_size(page.len()));
-    stored.push(LZ4_TAG);
-    stored.extend_from_slice(&u32::try_from(page.len()).expect("a page stays far below 4 GiB").to_le_bytes());
-    let start = stored.len();
-    stored.resize(stored.capacity(), 0);
-    let len = lz4_flex::block::compress_into(page, &mut stored[start..]).expect("the buffer has lz4's maximum output size");
-    stored.truncate(start + len);
-    stored
+    lz4::compress_tagged(LZ4_TAG, page)
 }
 
 /// The page the engine holds at `key` as `stored` (see [`stored_form`]).
 fn plain_form(key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>> {
-    match stored.split_first() {
-        Some((&LZ4_TAG, compressed)) => {
-            // lz4 expands at most 255-fold: a larger stated size is corruption, not a page to
-            // allocate.
-            let plain_len = compressed.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
-            if plain_len.is_none_or(|len| len > compressed.len().saturating_mul(255)) {
-                return Err(corrupt(key, "compressed page with an impossible size"));
-            }
-            lz4_flex::decompress_size_prepended(compressed).map_err(|e| corrupt(key, &format!("lz4: {e}")))
-        }
-        _ => Ok(stored),
+    if stored.first() != Some(&LZ4_TAG) {
+        return Ok(stored);
     }
+    lz4::decompress_tagged(&stored).map_err(|reason| corrupt(key, &reason))
 }
 
 /// Whether `id` starts a page of its own: FNV-1a, then MurmurHash3's 64-bit finalizer (FNV's

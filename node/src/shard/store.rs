@@ -14,7 +14,7 @@ use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::ledger::{self, Store};
-use crate::shard::request_pages;
+use crate::shard::{lz4, request_pages};
 use crate::storage::{prefix_end, Engine, WriteBatch};
 
 /// A hash map with foldhash instead of SipHash: its keys are ledger keys the replica hashes
@@ -132,6 +132,7 @@ impl StateCache {
         for (key, value) in std::mem::take(&mut self.writes) {
             let full = prefixed(prefix, &key);
             match value {
+                Some(v) if compressed_table(&key) => batch.put(full, stored_form(&key, &v)),
                 Some(v) => batch.put(full, v),
                 None => batch.delete(full),
             }
@@ -144,7 +145,7 @@ impl StateCache {
             }
             let full = prefixed(prefix, key);
             match &point.value {
-                Some(v) => batch.put(full, v.clone()),
+                Some(v) => batch.put(full, stored_form(key, v)),
                 None => batch.delete(full),
             }
             point.dirty = false;
@@ -236,6 +237,46 @@ impl StateCache {
     }
 }
 
+/// Records of these tables are held by the engine lz4-compressed from
+/// [`COMPRESS_MIN_BYTES`] on (since storage format 10): account records (with their open
+/// history page, up to 15 entries) and full history pages. With the request pages (which
+/// `request_pages.rs` compresses itself) they are nearly all the bytes a state flush writes,
+/// and sled's cost follows the bytes of the leaf a key lands in: every insert clones the
+/// in-memory leaf (up to 16 values) to apply itself, and every tenth rewrites it to the log.
+/// The cache holds them plain; a flush compresses them and an engine read decompresses.
+fn compressed_table(key: &[u8]) -> bool {
+    key.starts_with(ledger::keys::ACCOUNT_PREFIX) || key.starts_with(ledger::keys::HISTORY_PREFIX)
+}
+
+/// Records shorter than this are stored plain: lz4 gains little on them (an account without
+/// history entries in its record is about 60 bytes).
+pub const COMPRESS_MIN_BYTES: usize = 256;
+
+/// First byte of a compressed record; lz4 (block format, the plain size in the first 4 bytes,
+/// little-endian) follows. No plain record of these tables starts with it: an account record
+/// starts with the length of the account's id (1 to 64), a history page with the seq of its
+/// first entry (at least 1), both postcard varints.
+const LZ4_TAG: u8 = 0x00;
+
+/// How the engine stores `value` at the ledger key `key`.
+fn stored_form(key: &[u8], value: &[u8]) -> Vec<u8> {
+    if value.len() < COMPRESS_MIN_BYTES || !compressed_table(key) {
+        return value.to_vec();
+    }
+    lz4::compress_tagged(LZ4_TAG, value)
+}
+
+/// The record the engine holds at the ledger key `key` as `stored`.
+///
+/// # Panics
+/// If a compressed record does not decompress: the store is corrupt (see [`fatal`]).
+fn plain_form(key: &[u8], stored: Vec<u8>) -> Vec<u8> {
+    if stored.first() != Some(&LZ4_TAG) || !compressed_table(key) {
+        return stored;
+    }
+    lz4::decompress_tagged(&stored).unwrap_or_else(|reason| fatal(format!("record at key {:?}: {reason}", String::from_utf8_lossy(key))))
+}
+
 /// A ledger key as the engine stores it: under the shard's prefix.
 fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
     let mut full = Vec::with_capacity(prefix.len() + key.len());
@@ -314,7 +355,11 @@ impl<'a> EngineStore<'a> {
             .unwrap_or_else(|e| fatal(e));
         let strip = self.prefix.len();
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
-            fetched.into_iter().map(|(k, v)| (k[strip..].to_vec(), v)).collect();
+            fetched.into_iter().map(|(k, v)| {
+                let key = k[strip..].to_vec();
+                let value = plain_form(&key, v);
+                (key, value)
+            }).collect();
         for (key, value) in cached {
             if before.is_some_and(|b| key.as_slice() >= b) {
                 continue;
@@ -344,7 +389,7 @@ impl Store for EngineStore<'_> {
         if let Some(buffered) = cache.cached(key) {
             return buffered.clone();
         }
-        let from_engine = || self.engine.get(&self.full_key(key)).unwrap_or_else(|e| fatal(e));
+        let from_engine = || self.engine.get(&self.full_key(key)).unwrap_or_else(|e| fatal(e)).map(|stored| plain_form(key, stored));
         if key == ledger::keys::RATE_CURRENT {
             return cache.rate_current.get_or_init(from_engine).clone();
         }
@@ -494,6 +539,66 @@ mod tests {
         assert_eq!(batch.ops.len(), 2, "the two flushed records are deleted; one created and deleted within a flush leaves nothing to write");
         cache.clear();
         assert!(!cache.outbox_loaded());
+    }
+
+    #[test]
+    fn long_accounts_and_history_pages_are_stored_compressed_and_read_back_plain() {
+        use ledger::keys::{account, history_page, inbox_page};
+        let engine = MemEngine::new();
+        let mut cache = StateCache::default();
+        let long: Vec<u8> = [&[5u8][..], b"alice", &b"gift from alice to bob, rose x1; ".repeat(20)].concat();
+        let short = [&[5u8][..], b"carol", b"60 bytes or so"].concat();
+        let writes = [(account("alice"), long.clone()), (account("carol"), short.clone()), (history_page("alice", 3), long.clone()), (inbox_page(2, 7), long.clone())];
+        let mut store = EngineStore::new(&engine, PREFIX, &mut cache);
+        for (key, value) in &writes {
+            store.put(key, value.clone());
+        }
+        let mut batch = WriteBatch::default();
+        cache.drain_into(&engine, PREFIX, &mut batch);
+        engine.write(batch).unwrap();
+        cache.clear();
+        for (key, value) in &writes {
+            let stored = engine.get(&[PREFIX, key].concat()).unwrap().unwrap();
+            let compressed = compressed_table(key) && value.len() >= COMPRESS_MIN_BYTES;
+            assert_eq!(stored[0] == LZ4_TAG, compressed, "key {key:?}");
+            if compressed {
+                assert!(stored.len() * 3 < value.len(), "{} bytes stored for {}", stored.len(), value.len());
+            } else {
+                assert_eq!(&stored, value, "stored as it is");
+            }
+            let view = EngineStore::read_only(&engine, PREFIX, &cache);
+            assert_eq!(view.get(key).as_ref(), Some(value), "read back plain");
+        }
+        let view = EngineStore::read_only(&engine, PREFIX, &cache);
+        assert_eq!(view.scan(ledger::keys::ACCOUNT_PREFIX, 10), vec![(account("alice"), long.clone()), (account("carol"), short)]);
+        assert_eq!(view.scan(&ledger::keys::history_prefix("alice"), 10), vec![(history_page("alice", 3), long)]);
+    }
+
+    /// Directories of storage format 9 and earlier hold these records plain, long ones too.
+    #[test]
+    fn a_long_plain_record_of_an_older_format_is_read_as_it_is() {
+        use ledger::keys::account;
+        let engine = MemEngine::new();
+        let old = [&[3u8][..], b"bob", &[7u8; 900]].concat();
+        let mut batch = WriteBatch::default();
+        batch.put([PREFIX, &account("bob")].concat(), old.clone());
+        engine.write(batch).unwrap();
+        let cache = StateCache::default();
+        assert_eq!(EngineStore::read_only(&engine, PREFIX, &cache).get(&account("bob")), Some(old));
+    }
+
+    #[test]
+    #[should_panic(expected = "storage failure under the ledger")]
+    fn a_corrupt_compressed_record_stops_the_replica() {
+        use ledger::keys::account;
+        let engine = MemEngine::new();
+        let mut stored = stored_form(&account("bob"), &[9u8; 1_000]);
+        stored.truncate(stored.len() - 3);
+        let mut batch = WriteBatch::default();
+        batch.put([PREFIX, &account("bob")].concat(), stored);
+        engine.write(batch).unwrap();
+        let cache = StateCache::default();
+        EngineStore::read_only(&engine, PREFIX, &cache).get(&account("bob"));
     }
 
     #[test]
