@@ -39,6 +39,7 @@ runs=(
   "gift-storm 1 16"
   "gift-storm 1 16 auto"
   "gift-storm 256 16"
+  "gift-storm 2048 16"
   "hot-one 256 16"
   "uniform 256 16"
   "mixed 1 16"
