@@ -132,8 +132,7 @@ impl StateCache {
         for (key, value) in std::mem::take(&mut self.writes) {
             let full = prefixed(prefix, &key);
             match value {
-                Some(v) if compressed_table(&key) => batch.put(full, stored_form(&key, &v)),
-                Some(v) => batch.put(full, v),
+                Some(v) => batch.put(full, compressed_form(&key, &v).unwrap_or(v)),
                 None => batch.delete(full),
             }
         }
@@ -145,7 +144,7 @@ impl StateCache {
             }
             let full = prefixed(prefix, key);
             match &point.value {
-                Some(v) => batch.put(full, stored_form(key, v)),
+                Some(v) => batch.put(full, compressed_form(key, v).unwrap_or_else(|| v.clone())),
                 None => batch.delete(full),
             }
             point.dirty = false;
@@ -258,12 +257,10 @@ pub const COMPRESS_MIN_BYTES: usize = 256;
 /// first entry (at least 1), both postcard varints.
 const LZ4_TAG: u8 = 0x00;
 
-/// How the engine stores `value` at the ledger key `key`.
-fn stored_form(key: &[u8], value: &[u8]) -> Vec<u8> {
-    if value.len() < COMPRESS_MIN_BYTES || !compressed_table(key) {
-        return value.to_vec();
-    }
-    lz4::compress_tagged(LZ4_TAG, value)
+/// How the engine stores `value` at the ledger key `key` when that is not `value` itself:
+/// lz4-compressed, for a long record of a [`compressed_table`].
+fn compressed_form(key: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+    (value.len() >= COMPRESS_MIN_BYTES && compressed_table(key)).then(|| lz4::compress_tagged(LZ4_TAG, value))
 }
 
 /// The record the engine holds at the ledger key `key` as `stored`.
@@ -592,7 +589,7 @@ mod tests {
     fn a_corrupt_compressed_record_stops_the_replica() {
         use ledger::keys::account;
         let engine = MemEngine::new();
-        let mut stored = stored_form(&account("bob"), &[9u8; 1_000]);
+        let mut stored = compressed_form(&account("bob"), &[9u8; 1_000]).expect("a long account record is compressed");
         stored.truncate(stored.len() - 3);
         let mut batch = WriteBatch::default();
         batch.put([PREFIX, &account("bob")].concat(), stored);
