@@ -42,7 +42,9 @@ pub(crate) fn put<T: Serialize>(store: &mut dyn Store, key: &[u8], value: &T) {
 
 pub(crate) fn account(store: &dyn Store, id: &str) -> Option<Account> {
     let key = keys::account(id);
-    store.get(&key).map(|bytes| split_account_record(&key, &bytes).0)
+    let mut account = None;
+    store.read_with(&key, &mut |bytes| account = bytes.map(|bytes| split_account_record(&key, bytes).0));
+    account
 }
 
 /// An account record: the account's postcard encoding, then its open history page (the
@@ -64,23 +66,6 @@ pub(crate) fn open_history_page(store: &dyn Store, id: &str) -> Vec<u8> {
     let account_len = bytes.len() - split_account_record(&key, &bytes).1.len();
     bytes.drain(..account_len);
     bytes
-}
-
-/// The stored record of `stored`, the account as the command read it (None for an account
-/// not stored yet), and the length of its account part: its open history page follows.
-///
-/// The record starts with `stored`'s encoding, so the page is what follows it: checking that
-/// costs an encoding, where finding the page by decoding the account again (as
-/// [`open_history_page`] does for reads) allocated its strings, about twice the instructions;
-/// every change of an account (two per gift) does this.
-///
-/// # Panics
-/// If the record does not start with `stored`: the caller's account is not the stored one.
-fn stored_record(store: &dyn Store, stored: &Account) -> Option<(Vec<u8>, usize)> {
-    let bytes = store.get(&keys::account(&stored.id))?;
-    let account = encode_onto(stored, Vec::new(), 0);
-    assert!(bytes.starts_with(&account), "account {}: the stored record is not the account its command read", stored.id);
-    Some((bytes, account.len()))
 }
 
 /// The account, or ACCOUNT_NOT_FOUND.
@@ -111,30 +96,49 @@ pub(crate) fn save_account(store: &mut dyn Store, before: &Account, after: &mut 
 
 /// The record to store for `after`: its encoding, then its open history page with `entry`
 /// appended. The entry that fills a page moves the page to its numbered key
-/// (`keys::history_page`) for good, and the record's open page starts empty again. Appending
-/// never decodes what the page already holds, and copies the page once, straight into the new
-/// record (or the full page): an account record carries up to 15 entries, about 1.5 KB, and
-/// building the page apart and then the record copied it three times per change.
+/// (`keys::history_page`) for good, and the record's open page starts empty again.
+///
+/// Appending never decodes what the page already holds, and copies the page once: from the
+/// stored record, lent by the store ([`Store::read_with`]), straight into the new record (or
+/// the full page). An account record carries up to 15 entries, about 1.5 KB; reading a copy
+/// of it, cutting the page out, growing the page for the entry and copying it into the record
+/// copied it four times per change, two changes per gift on each replica.
+///
+/// The stored record starts with `stored`'s encoding (the account as the command read it), so
+/// the page is what follows it: checking that costs an encoding, where finding the page by
+/// decoding the account again (as [`open_history_page`] does for reads) allocated its strings,
+/// about twice the instructions.
 ///
 /// # Panics
-/// If the entry starts a page but the open page is not empty: seqs would not be dense.
+/// If the entry starts a page but the open page is not empty: seqs would not be dense. If the
+/// stored record does not start with `stored`: the caller's account is not the stored one.
 fn append_history(store: &mut dyn Store, stored: &Account, after: &Account, entry: &HistoryEntry) -> Vec<u8> {
     let account = stored.id.as_str();
-    let stored = stored_record(store, stored);
-    let page: &[u8] = stored.as_ref().map_or(&[], |(bytes, account_len)| &bytes[*account_len..]);
-    let starts_page = (entry.seq - 1).is_multiple_of(keys::HISTORY_PAGE_ENTRIES);
-    assert!(!starts_page || page.is_empty(), "account {account}: history entry {} starts a page, but the open page is not empty", entry.seq);
+    let stored_account = encode_onto(stored, Vec::new(), 0);
     let entry_bytes = postcard::experimental::serialized_size(entry).expect("ledger records always encode");
-    let encode_entry = |buf: Vec<u8>| postcard::to_extend(entry, buf).expect("ledger records always encode");
-    if entry.seq.is_multiple_of(keys::HISTORY_PAGE_ENTRIES) {
-        let mut full = Vec::with_capacity(page.len() + entry_bytes);
-        full.extend_from_slice(page);
-        store.put(&keys::history_page(account, keys::history_page_of(entry.seq)), encode_entry(full));
+    let fills_page = entry.seq.is_multiple_of(keys::HISTORY_PAGE_ENTRIES);
+    let mut built = None;
+    store.read_with(&keys::account(account), &mut |record| {
+        let page = match record {
+            Some(record) => {
+                assert!(record.starts_with(&stored_account), "account {account}: the stored record is not the account its command read");
+                &record[stored_account.len()..]
+            }
+            None => &[],
+        };
+        let starts_page = (entry.seq - 1).is_multiple_of(keys::HISTORY_PAGE_ENTRIES);
+        assert!(!starts_page || page.is_empty(), "account {account}: history entry {} starts a page, but the open page is not empty", entry.seq);
+        // The new record, or (the entry fills the page) the full page.
+        let mut out = if fills_page { Vec::with_capacity(page.len() + entry_bytes) } else { encode_onto(after, Vec::new(), page.len() + entry_bytes) };
+        out.extend_from_slice(page);
+        built = Some(postcard::to_extend(entry, out).expect("ledger records always encode"));
+    });
+    let built = built.expect("read_with calls back once");
+    if fills_page {
+        store.put(&keys::history_page(account, keys::history_page_of(entry.seq)), built);
         encode(after)
     } else {
-        let mut record = encode_onto(after, Vec::new(), page.len() + entry_bytes);
-        record.extend_from_slice(page);
-        encode_entry(record)
+        built
     }
 }
 

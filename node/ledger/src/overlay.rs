@@ -76,6 +76,27 @@ impl Store for Overlay<'_> {
         Some(value)
     }
 
+    fn read_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) {
+        if let Some(value) = self.writes.get(key) {
+            return read(value.as_deref());
+        }
+        {
+            let reads = self.reads.borrow();
+            if let Some((_, value)) = reads.iter().find(|(k, _)| k == key) {
+                return read(Some(value));
+            }
+        }
+        let Some(value) = self.base.get(key) else { return read(None) };
+        let mut reads = self.reads.borrow_mut();
+        if reads.len() < READS_KEPT_MAX {
+            reads.push((key.to_vec(), value));
+            let (_, kept) = reads.last().expect("just pushed");
+            read(Some(kept));
+        } else {
+            read(Some(&value));
+        }
+    }
+
     fn put(&mut self, key: &[u8], value: Vec<u8>) {
         self.writes.insert(key.to_vec(), Some(value));
     }

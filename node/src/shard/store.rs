@@ -393,6 +393,15 @@ impl Store for EngineStore<'_> {
         from_engine()
     }
 
+    fn read_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) {
+        if !key.starts_with(ledger::keys::REQUEST_PREFIX) {
+            if let Some(buffered) = self.cache.get().cached(key) {
+                return read(buffered.as_deref());
+            }
+        }
+        read(self.get(key).as_deref());
+    }
+
     fn put(&mut self, key: &[u8], value: Vec<u8>) {
         self.cache_mut().record(key, Some(value));
     }
