@@ -13,7 +13,8 @@ pub trait Store {
     /// Calls `read` with the value of `key`, lent rather than copied out where the store holds
     /// it in memory: for a value that is decoded or copied into something new, not kept. An
     /// account record (up to about 1.5 KB with its open history page) is read this way twice
-    /// for every change of the account.
+    /// for every change of the account. `read` is called exactly once, and must not use the
+    /// store itself: it may run while the store's own buffers are borrowed.
     fn read_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) {
         read(self.get(key).as_deref());
     }
