@@ -61,25 +61,16 @@ impl<'a> Overlay<'a> {
 
 impl Store for Overlay<'_> {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        if let Some(value) = self.writes.get(key) {
-            return value.clone();
-        }
-        // The base does not change while the overlay lives (it holds the only reference).
-        if let Some((_, value)) = self.reads.borrow().iter().find(|(k, _)| k == key) {
-            return Some(value.clone());
-        }
-        let value = self.base.get(key)?;
-        let mut reads = self.reads.borrow_mut();
-        if reads.len() < READS_KEPT_MAX {
-            reads.push((key.to_vec(), value.clone()));
-        }
-        Some(value)
+        let mut value = None;
+        self.read_with(key, &mut |bytes| value = bytes.map(<[u8]>::to_vec));
+        value
     }
 
     fn read_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) {
         if let Some(value) = self.writes.get(key) {
             return read(value.as_deref());
         }
+        // The base does not change while the overlay lives (it holds the only reference).
         {
             let reads = self.reads.borrow();
             if let Some((_, value)) = reads.iter().find(|(k, _)| k == key) {
