@@ -286,7 +286,7 @@ impl Harness {
 
     fn home_of(&self, cmd: &Command) -> u32 {
         match cmd.route().expect("a valid command routes") {
-            ledger::Route::Key(key) => self.layout.shard_of(&key),
+            ledger::Route::Key(key) => self.layout.shard_of(key),
             other => panic!("client command routed {other:?}"),
         }
     }

@@ -374,7 +374,7 @@ impl Router {
         cmd.validate()?;
         match cmd.route()? {
             Route::AllShards => Ok(None),
-            Route::Key(key) => Ok(Some(self.layout.shard_of(&key))),
+            Route::Key(key) => Ok(Some(self.layout.shard_of(key))),
             Route::Shard(shard) if shard < self.layout.shard_count => Ok(Some(shard)),
             Route::Shard(shard) => Err(NodeError::Ledger(LedgerError::new(
                 ledger::ErrorCode::UnknownPayout,

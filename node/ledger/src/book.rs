@@ -33,7 +33,9 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> T {
 }
 
 pub(crate) fn get<T: DeserializeOwned>(store: &dyn Store, key: &[u8]) -> Option<T> {
-    store.get(key).map(|bytes| decode(key, &bytes))
+    let mut value = None;
+    store.read_with(key, &mut |bytes| value = bytes.map(|bytes| decode(key, bytes)));
+    value
 }
 
 pub(crate) fn put<T: Serialize>(store: &mut dyn Store, key: &[u8], value: &T) {
@@ -62,10 +64,13 @@ pub(crate) fn split_account_record<'a>(key: &[u8], bytes: &'a [u8]) -> (Account,
 /// The account's open history page, as [`split_account_record`] finds it (empty for a new account).
 pub(crate) fn open_history_page(store: &dyn Store, id: &str) -> Vec<u8> {
     let key = keys::account(id);
-    let Some(mut bytes) = store.get(&key) else { return Vec::new() };
-    let account_len = bytes.len() - split_account_record(&key, &bytes).1.len();
-    bytes.drain(..account_len);
-    bytes
+    let mut page = Vec::new();
+    store.read_with(&key, &mut |bytes| {
+        if let Some(bytes) = bytes {
+            page = split_account_record(&key, bytes).1.to_vec();
+        }
+    });
+    page
 }
 
 /// The account, or ACCOUNT_NOT_FOUND.
@@ -264,13 +269,16 @@ const INBOX_HEAD_PAGES_MAX: usize = 1_024;
 impl InboxHead {
     fn read(store: &dyn Store, home: u32) -> Self {
         let key = keys::inbox_fence(home);
-        match store.get(&key) {
-            None => Self { fence: 0, pages: None },
-            Some(bytes) => postcard::from_bytes::<InboxHead>(&bytes).unwrap_or_else(|_| {
-                // An earlier build stored the fence alone (a varint, too short for a head).
-                Self { fence: decode::<u64>(&key, &bytes), pages: None }
-            }),
-        }
+        let mut head = Self { fence: 0, pages: None };
+        store.read_with(&key, &mut |bytes| {
+            if let Some(bytes) = bytes {
+                head = postcard::from_bytes::<InboxHead>(bytes).unwrap_or_else(|_| {
+                    // An earlier build stored the fence alone (a varint, too short for a head).
+                    Self { fence: decode::<u64>(&key, bytes), pages: None }
+                });
+            }
+        });
+        head
     }
 
     fn write(&self, store: &mut dyn Store, home: u32) {

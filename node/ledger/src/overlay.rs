@@ -15,11 +15,12 @@ pub(crate) struct Overlay<'a> {
     base: &'a mut dyn Store,
     /// `None` marks a delete. A BTreeMap, so commit order is the key order on every replica.
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Values found in the base, kept for the command's next read of the same key. A command
-    /// reads an account once to check and change it and again to append to its statement
-    /// (`book::save_account`), and after a state flush each read is a sled lookup (7% of
-    /// replica_cost's count went to the second one). Misses are not kept: a fresh request id
-    /// or payment reference is looked up once.
+    /// Values the base read from disk, kept for the command's next read of the same key. A
+    /// command reads an account once to check and change it and again to append to its
+    /// statement (`book::save_account`), and each read of a value not in the state cache is a
+    /// sled lookup (7% of replica_cost's count went to the second one). Values the base holds
+    /// in memory are lent again instead ([`Store::read_in_memory`]), and misses are not kept:
+    /// a fresh request id or payment reference is looked up once.
     reads: RefCell<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
@@ -77,6 +78,9 @@ impl Store for Overlay<'_> {
                 return read(Some(value));
             }
         }
+        if self.base.read_in_memory(key, read) {
+            return;
+        }
         let Some(value) = self.base.get(key) else { return read(None) };
         let mut reads = self.reads.borrow_mut();
         if reads.len() < READS_KEPT_MAX {
@@ -86,6 +90,18 @@ impl Store for Overlay<'_> {
         } else {
             read(Some(&value));
         }
+    }
+
+    fn read_in_memory(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) -> bool {
+        if let Some(value) = self.writes.get(key) {
+            read(value.as_deref());
+            return true;
+        }
+        if let Some((_, value)) = self.reads.borrow().iter().find(|(k, _)| k == key) {
+            read(Some(value));
+            return true;
+        }
+        self.base.read_in_memory(key, read)
     }
 
     fn put(&mut self, key: &[u8], value: Vec<u8>) {

@@ -102,7 +102,7 @@ impl World {
     /// a pending effect joins the queue. An unroutable command is refused like the node would.
     pub fn submit_only(&mut self, cmd: &Command) -> Applied {
         let shards = match cmd.route() {
-            Ok(Route::Key(key)) => vec![self.layout.shard_of(&key)],
+            Ok(Route::Key(key)) => vec![self.layout.shard_of(key)],
             Ok(Route::Shard(shard)) if shard < self.layout.shard_count => vec![shard],
             Ok(Route::Shard(shard)) => return Applied::Done(Err(LedgerError::new(ErrorCode::InvalidId, format!("there is no shard {shard}")))),
             Ok(Route::AllShards) => (0..self.layout.shard_count).collect(),

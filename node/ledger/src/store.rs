@@ -18,6 +18,14 @@ pub trait Store {
     fn read_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) {
         read(self.get(key).as_deref());
     }
+    /// As [`Store::read_with`] where the store holds `key`'s value (or knows it absent) in
+    /// memory, returning true; returns false, without calling `read`, where only a disk read
+    /// could tell. A command's overlay keeps a copy of what it read only when this says the
+    /// read went to disk: copying an account record out of the state cache cost more than
+    /// finding it there again.
+    fn read_in_memory(&self, _key: &[u8], _read: &mut dyn FnMut(Option<&[u8]>)) -> bool {
+        false
+    }
     fn put(&mut self, key: &[u8], value: Vec<u8>);
     fn delete(&mut self, key: &[u8]);
     /// Up to `limit` entries whose key starts with `prefix`, ascending by key.
@@ -46,6 +54,11 @@ impl Store for MemStore {
 
     fn read_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) {
         read(self.map.get(key).map(Vec::as_slice));
+    }
+
+    fn read_in_memory(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) -> bool {
+        self.read_with(key, read);
+        true
     }
 
     fn put(&mut self, key: &[u8], value: Vec<u8>) {
@@ -100,8 +113,21 @@ pub fn conformance(store: &mut dyn Store) {
         assert_eq!(calls, 1, "read_with calls back exactly once");
         value
     };
+    // What read_in_memory answers, if it answers: then exactly one call, with get's value.
+    let in_memory = |store: &dyn Store, key: &[u8]| {
+        let (mut calls, mut value) = (0, None);
+        let answered = store.read_in_memory(key, &mut |bytes| {
+            calls += 1;
+            value = bytes.map(<[u8]>::to_vec);
+        });
+        assert_eq!(calls, usize::from(answered), "read_in_memory calls back once if it answers, else never");
+        answered.then_some(value)
+    };
     for key in [&b"k/a"[..], b"k/x", b"k/a"] {
         assert_eq!(lent(store, key), store.get(key), "read_with lends what get returns");
+        if let Some(value) = in_memory(store, key) {
+            assert_eq!(value, store.get(key), "read_in_memory lends what get returns");
+        }
     }
     let keys = |entries: Vec<(Vec<u8>, Vec<u8>)>| entries.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
     assert_eq!(keys(store.scan(b"k/", 10)), vec![b"k/a".to_vec(), b"k/b".to_vec(), b"k/c".to_vec()]);
@@ -111,8 +137,13 @@ pub fn conformance(store: &mut dyn Store) {
     store.delete(b"k/b");
     assert_eq!(store.get(b"k/b"), None);
     assert_eq!(lent(store, b"k/b"), None);
+    assert!(matches!(in_memory(store, b"k/b"), None | Some(None)), "a deletion is never lent as a value");
     store.put(b"k/c", b"changed".to_vec());
     assert_eq!(lent(store, b"k/c"), Some(b"changed".to_vec()));
+    assert!(matches!(in_memory(store, b"k/c"), None | Some(Some(_))), "an overwrite is lent as the new value");
+    if let Some(value) = in_memory(store, b"k/c") {
+        assert_eq!(value.as_deref(), Some(&b"changed"[..]));
+    }
     assert_eq!(keys(store.scan(b"k/", 10)), vec![b"k/a".to_vec(), b"k/c".to_vec()]);
     for key in [&b"k/a"[..], b"k/c", b"j/z", b"l/a"] {
         store.delete(key);

@@ -148,7 +148,7 @@ fn request_id_reused_with_another_body_changes_nothing_at_all() {
     w.purchase("r1", "fan", "1", "USD", "pay-1").unwrap();
     let before = w.shards.clone();
     for other in [purchase_cmd("r1", "fan", "2", "USD", "pay-1"), purchase_cmd("r1", "fan", "1", "USD", "pay-other"), gift_cmd("r1", "pay-1", "x", "rose", 1)] {
-        if w.layout.shard_of(&match other.route().unwrap() { coinledger_ledger::Route::Key(k) => k, _ => unreachable!() }) != w.layout.shard_of("pay-1") {
+        if w.layout.shard_of(match other.route().unwrap() { coinledger_ledger::Route::Key(k) => k, _ => unreachable!() }) != w.layout.shard_of("pay-1") {
             continue; // request ids are per shard: another shard has never seen r1
         }
         assert_eq!(w.submit(&other).unwrap_err().code, ErrorCode::RequestIdReused);

@@ -394,12 +394,31 @@ impl Store for EngineStore<'_> {
     }
 
     fn read_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) {
-        if !key.starts_with(ledger::keys::REQUEST_PREFIX) {
-            if let Some(buffered) = self.cache.get().cached(key) {
-                return read(buffered.as_deref());
+        if !self.read_in_memory(key, read) {
+            read(self.get(key).as_deref());
+        }
+    }
+
+    /// The state cache's values (points kept from the last flush included) and the rate card
+    /// in force once read; request records only while unflushed (their pages are decoded).
+    fn read_in_memory(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) -> bool {
+        let cache = self.cache.get();
+        if let Some(id) = key.strip_prefix(ledger::keys::REQUEST_PREFIX) {
+            let Some(record) = cache.requests.get(id) else { return false };
+            read(Some(record));
+            return true;
+        }
+        if let Some(buffered) = cache.cached(key) {
+            read(buffered.as_deref());
+            return true;
+        }
+        if key == ledger::keys::RATE_CURRENT {
+            if let Some(card) = cache.rate_current.get() {
+                read(card.as_deref());
+                return true;
             }
         }
-        read(self.get(key).as_deref());
+        false
     }
 
     fn put(&mut self, key: &[u8], value: Vec<u8>) {

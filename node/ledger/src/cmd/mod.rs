@@ -42,9 +42,10 @@ pub enum Command {
 
 /// Which shard a command must be proposed to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Route {
-    /// `layout.shard_of(key)`.
-    Key(String),
+pub enum Route<'a> {
+    /// `layout.shard_of(key)`: borrowed from the command (every replica routes every command
+    /// again before applying it, see `apply::check_route`).
+    Key(&'a str),
     Shard(u32),
     /// Every shard (rate cards).
     AllShards,
@@ -54,17 +55,17 @@ impl Command {
     /// Purchase/Refund: the payment reference; Gift: the sender; CashOut/SetLimit/SetFrozen: the
     /// account; Post/Void: the payout id's shard; SetRates: all shards; ApplyEffect: the target
     /// account; CompleteEffect: the home shard.
-    pub fn route(&self) -> Result<Route, LedgerError> {
+    pub fn route(&self) -> Result<Route<'_>, LedgerError> {
         Ok(match self {
-            Command::Purchase(c) => Route::Key(c.payment_ref.clone()),
-            Command::Refund(c) => Route::Key(c.payment_ref.clone()),
-            Command::Gift(c) => Route::Key(c.sender.clone()),
-            Command::CashOut(c) => Route::Key(c.account.clone()),
-            Command::SetLimit(c) => Route::Key(c.account.clone()),
-            Command::SetFrozen(c) => Route::Key(c.account.clone()),
+            Command::Purchase(c) => Route::Key(&c.payment_ref),
+            Command::Refund(c) => Route::Key(&c.payment_ref),
+            Command::Gift(c) => Route::Key(&c.sender),
+            Command::CashOut(c) => Route::Key(&c.account),
+            Command::SetLimit(c) => Route::Key(&c.account),
+            Command::SetFrozen(c) => Route::Key(&c.account),
             Command::PostPayout(c) | Command::VoidPayout(c) => Route::Shard(parse_payout_shard(&c.payout_id)?),
             Command::SetRates(_) => Route::AllShards,
-            Command::ApplyEffect(d) => Route::Key(d.effect.target_account.clone()),
+            Command::ApplyEffect(d) => Route::Key(&d.effect.target_account),
             Command::CompleteEffect(c) => Route::Shard(c.home_shard),
         })
     }
