@@ -31,7 +31,7 @@ use crate::shard::actor::ShardHooks;
 use crate::shard::replica::{Clock, RaftTiming, Replica, ReplicaConfig};
 use crate::shard::ShardActor;
 use crate::storage::{Engine, SharedEngine, SledEngine, WriteBatch};
-use crate::syncer::Syncer;
+use crate::syncer::{GroupCommit, Syncer};
 
 /// What a data directory was created for; a node refuses to start on a directory made for
 /// another node id or shard count (that would silently re-hash every wallet).
@@ -337,7 +337,11 @@ async fn run(cfg: NodeConfig) -> Result<(), String> {
         let recorded = if format == 7 { upgrade_from_7(&mut replicas)? } else { 0 };
         finish_upgrade(engine.as_ref(), &wal, format, entries_moved, recorded)?;
     }
-    let (syncer, _sync_thread) = Syncer::start(engine.clone(), wal.clone());
+    let group_commit = GroupCommit {
+        delay: Duration::from_micros(cfg.group_commit_delay_us),
+        min_waiters: cfg.group_commit_min_writers as usize,
+    };
+    let (syncer, _sync_thread) = Syncer::start(engine.clone(), wal.clone(), group_commit);
     let hooks = Arc::new(NodeHooks {
         router: OnceLock::new(),
         runtime: tokio::runtime::Handle::current(),
