@@ -83,7 +83,7 @@ pub(crate) fn existing_account(store: &dyn Store, id: &str) -> Result<Account, L
 ///
 /// # Panics
 /// If holds exceed the balance, or a delta does not fit an i64: the ledger would be corrupt.
-pub(crate) fn save_account(store: &mut dyn Store, before: &Account, after: &mut Account, mut entry: HistoryEntry) {
+pub(crate) fn save_account<S: Serialize>(store: &mut dyn Store, before: &Account, after: &mut Account, mut entry: HistoryEntry<S>) {
     assert_eq!(before.id, after.id, "an account's id never changes");
     assert!(after.diamonds_held <= after.diamonds, "account {}: held {} > diamonds {}", after.id, after.diamonds_held, after.diamonds);
     let delta = |b: u64, a: u64| i64::try_from(i128::from(a) - i128::from(b)).expect("a single change fits an i64");
@@ -117,7 +117,7 @@ pub(crate) fn save_account(store: &mut dyn Store, before: &Account, after: &mut 
 /// # Panics
 /// If the entry starts a page but the open page is not empty: seqs would not be dense. If the
 /// stored record does not start with `stored`: the caller's account is not the stored one.
-fn append_history(store: &mut dyn Store, stored: &Account, after: &Account, entry: &HistoryEntry) -> Vec<u8> {
+fn append_history<S: Serialize>(store: &mut dyn Store, stored: &Account, after: &Account, entry: &HistoryEntry<S>) -> Vec<u8> {
     let account = stored.id.as_str();
     let stored_account = encode_onto(stored, Vec::new(), 0);
     let entry_bytes = postcard::experimental::serialized_size(entry).expect("ledger records always encode");
@@ -533,6 +533,21 @@ mod tests {
     }
 
     /// Saves 40 changes of one account, each from the account as stored, and reads them back.
+    #[test]
+    fn a_borrowed_history_entry_is_stored_as_the_owned_one_reads_back() {
+        let fiat = crate::money::Money::new("4.99".parse().unwrap(), "EUR");
+        let mut owned = HistoryEntry::new(crate::EntryKind::GiftSent, "tx-3-9-1", 42);
+        (owned.counterparty, owned.gift_id, owned.message, owned.stream_id, owned.reference) =
+            ("creator".into(), "rose".into(), "héllo".into(), "live-1".into(), "ref".into());
+        (owned.seq, owned.coins_delta, owned.quantity, owned.fiat) = (7, -30, 2, Some(fiat.clone()));
+        let mut borrowed = HistoryEntry::borrowed(crate::EntryKind::GiftSent, "tx-3-9-1", 42);
+        (borrowed.counterparty, borrowed.gift_id, borrowed.message, borrowed.stream_id, borrowed.reference) =
+            ("creator", "rose", "héllo", "live-1", "ref");
+        (borrowed.seq, borrowed.coins_delta, borrowed.quantity, borrowed.fiat) = (7, -30, 2, Some(fiat));
+        assert_eq!(encode(&borrowed), encode(&owned));
+        assert_eq!(decode::<HistoryEntry>(b"entry", &encode(&borrowed)), owned);
+    }
+
     #[test]
     fn every_change_extends_the_stored_open_page_and_the_statement_adds_up() {
         let mut store = MemStore::new();

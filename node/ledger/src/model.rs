@@ -91,10 +91,15 @@ pub enum EntryKind {
 
 /// One line of a statement; mirrors the proto `HistoryEntry`. Deltas and balances "after" are
 /// filled in by the ledger from the account before and after the change.
+///
+/// `S` is the type of its strings: `String` for an entry read back, `&str` for one the ledger
+/// only writes (its strings borrowed from the command, [`HistoryEntry::borrowed`]); both
+/// encode to the same bytes. A gift writes two entries on every replica, and copying their
+/// ids, names and message into owned strings only to encode them was 8 allocations a gift.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryEntry {
+pub struct HistoryEntry<S = String> {
     pub seq: u64,
-    pub tx_id: String,
+    pub tx_id: S,
     pub kind: EntryKind,
     pub timestamp_ms: u64,
     pub coins_delta: i64,
@@ -103,26 +108,25 @@ pub struct HistoryEntry {
     pub coins_after: u64,
     pub diamonds_after: u64,
     pub diamonds_held_after: u64,
-    pub counterparty: String,
+    pub counterparty: S,
     pub fiat: Option<Money>,
     pub rate_version: u64,
-    pub gift_id: String,
+    pub gift_id: S,
     pub quantity: u32,
-    pub message: String,
-    pub stream_id: String,
+    pub message: S,
+    pub stream_id: S,
     pub base_coins: u64,
     pub bonus_coins: u64,
     pub platform_coins: u64,
     pub fee: Option<Money>,
-    pub reference: String,
+    pub reference: S,
 }
 
-impl HistoryEntry {
-    /// An entry with only its kind, transaction and time set; the caller fills in the details.
-    pub fn new(kind: EntryKind, tx_id: &str, timestamp_ms: u64) -> Self {
+impl<S: Default> HistoryEntry<S> {
+    fn blank(kind: EntryKind, tx_id: S, timestamp_ms: u64) -> Self {
         HistoryEntry {
             seq: 0,
-            tx_id: tx_id.to_string(),
+            tx_id,
             kind,
             timestamp_ms,
             coins_delta: 0,
@@ -131,19 +135,33 @@ impl HistoryEntry {
             coins_after: 0,
             diamonds_after: 0,
             diamonds_held_after: 0,
-            counterparty: String::new(),
+            counterparty: S::default(),
             fiat: None,
             rate_version: 0,
-            gift_id: String::new(),
+            gift_id: S::default(),
             quantity: 0,
-            message: String::new(),
-            stream_id: String::new(),
+            message: S::default(),
+            stream_id: S::default(),
             base_coins: 0,
             bonus_coins: 0,
             platform_coins: 0,
             fee: None,
-            reference: String::new(),
+            reference: S::default(),
         }
+    }
+}
+
+impl HistoryEntry {
+    /// An entry with only its kind, transaction and time set; the caller fills in the details.
+    pub fn new(kind: EntryKind, tx_id: &str, timestamp_ms: u64) -> Self {
+        Self::blank(kind, tx_id.to_string(), timestamp_ms)
+    }
+}
+
+impl<'a> HistoryEntry<&'a str> {
+    /// As [`HistoryEntry::new`], for an entry that is only written: its strings are borrowed.
+    pub fn borrowed(kind: EntryKind, tx_id: &'a str, timestamp_ms: u64) -> Self {
+        Self::blank(kind, tx_id, timestamp_ms)
     }
 }
 

@@ -49,13 +49,13 @@ fn apply_kind(store: &mut dyn Store, effect: &Effect) -> Result<EffectResult, Le
             let mut totals = book::totals(store);
             totals.diamonds_credited = totals.diamonds_credited.checked_add(*diamonds).expect("diamonds credited overflow");
             book::save_totals(store, &totals);
-            let mut entry = HistoryEntry::new(EntryKind::GiftReceived, &effect.id, *timestamp_ms);
-            entry.counterparty = sender.clone();
+            let mut entry = HistoryEntry::borrowed(EntryKind::GiftReceived, &effect.id, *timestamp_ms);
+            entry.counterparty = sender;
             entry.rate_version = *rate_version;
-            entry.gift_id = gift_id.clone();
+            entry.gift_id = gift_id;
             entry.quantity = *quantity;
-            entry.message = message.clone();
-            entry.stream_id = stream_id.clone();
+            entry.message = message;
+            entry.stream_id = stream_id;
             entry.base_coins = *coins_debited;
             entry.platform_coins = *platform_coins;
             book::save_account(store, &before, &mut after, entry);

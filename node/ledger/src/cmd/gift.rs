@@ -82,13 +82,13 @@ pub(crate) fn execute(store: &mut dyn Store, ctx: &EntryContext, cmd: &Gift) -> 
     let tx_id = ctx.tx_id();
     let mut after = before.clone();
     after.coins = coins_after;
-    let mut entry = HistoryEntry::new(EntryKind::GiftSent, &tx_id, ctx.timestamp_ms);
-    entry.counterparty = cmd.recipient.clone();
+    let mut entry = HistoryEntry::borrowed(EntryKind::GiftSent, &tx_id, ctx.timestamp_ms);
+    entry.counterparty = &cmd.recipient;
     entry.rate_version = card.version;
-    entry.gift_id = cmd.gift_id.clone();
+    entry.gift_id = &cmd.gift_id;
     entry.quantity = cmd.quantity;
-    entry.message = cmd.message.clone();
-    entry.stream_id = cmd.stream_id.clone();
+    entry.message = &cmd.message;
+    entry.stream_id = &cmd.stream_id;
     entry.base_coins = coins;
     entry.platform_coins = platform_coins;
     book::save_account(store, &before, &mut after, entry);
