@@ -68,17 +68,7 @@ impl Store for Overlay<'_> {
     }
 
     fn read_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) {
-        if let Some(value) = self.writes.get(key) {
-            return read(value.as_deref());
-        }
-        // The base does not change while the overlay lives (it holds the only reference).
-        {
-            let reads = self.reads.borrow();
-            if let Some((_, value)) = reads.iter().find(|(k, _)| k == key) {
-                return read(Some(value));
-            }
-        }
-        if self.base.read_in_memory(key, read) {
+        if self.read_in_memory(key, read) {
             return;
         }
         let Some(value) = self.base.get(key) else { return read(None) };
@@ -97,6 +87,7 @@ impl Store for Overlay<'_> {
             read(value.as_deref());
             return true;
         }
+        // The base does not change while the overlay lives (it holds the only reference).
         if let Some((_, value)) = self.reads.borrow().iter().find(|(k, _)| k == key) {
             read(Some(value));
             return true;

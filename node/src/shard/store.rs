@@ -374,17 +374,13 @@ impl<'a> EngineStore<'a> {
     }
 }
 
-impl Store for EngineStore<'_> {
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+impl EngineStore<'_> {
+    /// The value of `key` that [`Store::read_in_memory`] could not answer: a request record
+    /// from its page, the rate card in force (then kept), anything else from the engine.
+    fn read_from_engine(&self, key: &[u8]) -> Option<Vec<u8>> {
         let cache = self.cache.get();
         if let Some(id) = key.strip_prefix(ledger::keys::REQUEST_PREFIX) {
-            if let Some(record) = cache.requests.get(id) {
-                return Some(record.clone());
-            }
             return cache.request_pages.borrow_mut().get(self.engine, self.prefix, id).unwrap_or_else(|e| fatal(e));
-        }
-        if let Some(buffered) = cache.cached(key) {
-            return buffered.clone();
         }
         let from_engine = || self.engine.get(&self.full_key(key)).unwrap_or_else(|e| fatal(e)).map(|stored| plain_form(key, stored));
         if key == ledger::keys::RATE_CURRENT {
@@ -392,10 +388,20 @@ impl Store for EngineStore<'_> {
         }
         from_engine()
     }
+}
+
+impl Store for EngineStore<'_> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let mut value = None;
+        if self.read_in_memory(key, &mut |bytes| value = bytes.map(<[u8]>::to_vec)) {
+            return value;
+        }
+        self.read_from_engine(key)
+    }
 
     fn read_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) {
         if !self.read_in_memory(key, read) {
-            read(self.get(key).as_deref());
+            read(self.read_from_engine(key).as_deref());
         }
     }
 
