@@ -1,32 +1,46 @@
 //! Forwarding proposals and reads to the node that leads their shard, over the Peer service.
 //!
-//! Each peer has a lane: callers queue their request and await its own answer; the lane sends
-//! everything queued as one Forward call (up to `FORWARD_BATCH_MAX`), with at most
-//! `FORWARD_CALLS_IN_FLIGHT` calls outstanding. Under load, hundreds of forwarded commands
-//! share one round trip; a lone command goes out at once. Payloads use the node's internal
-//! encoding (postcard of the types the replicas use).
+//! Each peer has a lane: one long-lived Forward stream. Callers queue their request and await
+//! its own answer; the lane sends everything queued as one frame (up to `FRAME_CALLS_MAX`),
+//! and a reader task hands each answer, tagged with its call id, to its caller as soon as it
+//! arrives, so a slow command (a cross-shard gift waiting for its credit) holds up no other.
+//! Under load hundreds of forwarded commands share a frame; a lone command goes out at once.
+//! A stream costs one DATA frame per batch each way where a unary call cost a new HTTP/2
+//! stream (headers, data, trailers, a task on the receiver) per batch. Payloads use the node's
+//! internal encoding (postcard of the types the replicas use).
+//!
+//! When the stream breaks, every call on it is answered UNAVAILABLE (the router then tries
+//! another replica; every command is idempotent) and the next request reconnects. HTTP/2
+//! keepalive pings find a peer that stopped answering (paused, cut off) without a reset.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, Semaphore};
-use tonic::transport::Channel;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
 
 use super::link::PEER_MESSAGE_BYTES_MAX;
 use crate::error::{NodeError, NodeResult};
 use crate::ledger::{Applied, Command};
-use crate::proto::peer::{peer_client::PeerClient, ForwardRequest};
+use crate::proto::peer::{peer_client::PeerClient, ForwardAnswers, ForwardCall, ForwardFrame};
 use crate::shard::{ReadAnswer, ReadQuery};
 
-/// Requests per Forward call at most.
-const FORWARD_BATCH_MAX: usize = 1_024;
-/// Forward calls outstanding per peer: enough to keep one slow command (a cross-shard gift
-/// waiting for its credit) from holding up the others.
-const FORWARD_CALLS_IN_FLIGHT: usize = 8;
+/// Calls per frame at most.
+const FRAME_CALLS_MAX: usize = 1_024;
+/// Frames buffered in the stream before the lane waits for the network.
+const STREAM_FRAMES_MAX: usize = 8;
 /// Requests queued per peer before callers are told UNAVAILABLE.
 const FORWARD_QUEUE_MAX: usize = 65_536;
+const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// A peer that answers no HTTP/2 ping within `KEEPALIVE_TIMEOUT_MS` of one sent after
+/// `KEEPALIVE_INTERVAL_MS` of silence has its stream closed: its callers hear UNAVAILABLE
+/// instead of each waiting out its deadline until the kernel gives the connection up.
+const KEEPALIVE_INTERVAL_MS: u64 = 1_000;
+const KEEPALIVE_TIMEOUT_MS: u64 = 2_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum PeerRequest {
@@ -53,26 +67,29 @@ pub enum PeerReply {
 
 type Waiter = oneshot::Sender<NodeResult<PeerReply>>;
 
+/// What a lane's callers queue: the request, how long its caller waits, where the answer goes.
+type Queued = (PeerRequest, Duration, Waiter);
+
 /// Forwarding lanes to every other node.
 pub struct Peers {
-    lanes: BTreeMap<u64, mpsc::Sender<(PeerRequest, Waiter)>>,
+    lanes: BTreeMap<u64, mpsc::Sender<Queued>>,
 }
 
 impl Peers {
-    /// Starts one lane per peer on the current runtime; connections are made lazily.
+    /// Starts one lane per peer on the current runtime; each connects on its first request.
     pub fn new(self_id: u64, members: &BTreeMap<u64, String>, source_ip: Option<std::net::IpAddr>) -> Result<Self, String> {
         let mut lanes = BTreeMap::new();
         for (&id, addr) in members.iter().filter(|(&id, _)| id != self_id) {
-            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            let endpoint = Endpoint::from_shared(format!("http://{addr}"))
                 .map_err(|e| format!("peer {id} address {addr:?}: {e}"))?
-                .connect_timeout(Duration::from_millis(1_000))
+                .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+                .http2_keep_alive_interval(Duration::from_millis(KEEPALIVE_INTERVAL_MS))
+                .keep_alive_timeout(Duration::from_millis(KEEPALIVE_TIMEOUT_MS))
+                .keep_alive_while_idle(true)
                 .tcp_nodelay(true)
                 .local_address(source_ip);
-            let client = PeerClient::new(endpoint.connect_lazy())
-                .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
-                .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX);
             let (tx, rx) = mpsc::channel(FORWARD_QUEUE_MAX);
-            tokio::spawn(run_lane(id, client, rx));
+            tokio::spawn(run_lane(id, endpoint, rx));
             lanes.insert(id, tx);
         }
         Ok(Self { lanes })
@@ -82,7 +99,7 @@ impl Peers {
     pub async fn forward(&self, to: u64, request: PeerRequest, timeout: Duration) -> NodeResult<PeerReply> {
         let lane = self.lanes.get(&to).ok_or_else(|| NodeError::Internal(format!("node {to} is not a cluster member")))?;
         let (tx, rx) = oneshot::channel();
-        lane.try_send((request, tx)).map_err(|_| NodeError::Unavailable(format!("forwarding queue to node {to} is full")))?;
+        lane.try_send((request, timeout, tx)).map_err(|_| NodeError::Unavailable(format!("forwarding queue to node {to} is full")))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(NodeError::Unavailable(format!("forwarding to node {to} stopped"))),
@@ -91,49 +108,254 @@ impl Peers {
     }
 }
 
-async fn run_lane(peer: u64, client: PeerClient<Channel>, mut queue: mpsc::Receiver<(PeerRequest, Waiter)>) {
-    let permits = Arc::new(Semaphore::new(FORWARD_CALLS_IN_FLIGHT));
+/// The calls of one stream awaiting their answers, by call id; None once the stream ended
+/// (its reader answered everything then, and nothing may wait on it any more).
+type Outstanding = Arc<Mutex<Option<HashMap<u64, Waiter>>>>;
+
+/// One peer's lane: connects when a request comes and no stream is up, then sends each
+/// request, with everything queued behind it, as one frame.
+async fn run_lane(peer: u64, endpoint: Endpoint, mut queue: mpsc::Receiver<Queued>) {
+    let mut stream: Option<ForwardStream> = None;
     while let Some(first) = queue.recv().await {
-        let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
-        let mut batch = vec![first];
-        while batch.len() < FORWARD_BATCH_MAX {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let mut client = client.clone();
-        tokio::spawn(async move {
-            let (requests, waiters): (Vec<PeerRequest>, Vec<Waiter>) = batch.into_iter().unzip();
-            let answers = call(peer, &mut client, &requests).await;
-            match answers {
-                Ok(answers) if answers.len() == waiters.len() => {
-                    for (waiter, answer) in waiters.into_iter().zip(answers) {
-                        let _ = waiter.send(answer);
+        if stream.as_ref().is_none_or(ForwardStream::broken) {
+            stream = match endpoint.connect().await {
+                Ok(channel) => Some(ForwardStream::open(peer, channel)),
+                Err(e) => {
+                    // Everything queued now would wait for a peer that is down: answer it, so
+                    // the router tries another replica at once.
+                    let error = NodeError::Unavailable(format!("node {peer} unreachable: {e}"));
+                    for (_, _, waiter) in std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
+                        let _ = waiter.send(Err(error.clone()));
                     }
+                    continue;
                 }
-                Ok(answers) => {
-                    let e = NodeError::Internal(format!("node {peer} answered {} of {} forwarded requests", answers.len(), waiters.len()));
-                    waiters.into_iter().for_each(|w| drop(w.send(Err(e.clone()))));
-                }
-                Err(e) => waiters.into_iter().for_each(|w| drop(w.send(Err(e.clone())))),
-            }
-            drop(permit);
-        });
+            };
+        }
+        let open = stream.as_mut().expect("connected above");
+        let frame = std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())).take(FRAME_CALLS_MAX);
+        if !open.send(frame).await {
+            stream = None;
+        }
     }
 }
 
-/// Deadline of one Forward call; callers' own deadlines bound their wait separately.
-const FORWARD_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// One Forward stream to a peer: frames go out through `frames`, answers come back to the
+/// reader task, which hands each to the waiter registered under its call id.
+struct ForwardStream {
+    peer: u64,
+    frames: mpsc::Sender<ForwardFrame>,
+    outstanding: Outstanding,
+    next_call_id: u64,
+    reader: tokio::task::JoinHandle<()>,
+}
 
-async fn call(peer: u64, client: &mut PeerClient<Channel>, requests: &[PeerRequest]) -> NodeResult<Vec<NodeResult<PeerReply>>> {
-    let bytes = postcard::to_stdvec(requests).map_err(|e| NodeError::Internal(format!("encode forward: {e}")))?;
-    let mut grpc = tonic::Request::new(ForwardRequest { requests: bytes, deadline_ms: FORWARD_CALL_TIMEOUT.as_millis() as u64 });
-    grpc.set_timeout(FORWARD_CALL_TIMEOUT);
-    let reply = client
-        .forward(grpc)
-        .await
-        .map_err(|s| NodeError::Unavailable(format!("node {peer} unreachable: {}", s.message())))?
-        .into_inner();
-    postcard::from_bytes(&reply.replies).map_err(|e| NodeError::Internal(format!("decode forward reply from node {peer}: {e}")))
+impl ForwardStream {
+    fn open(peer: u64, channel: tonic::transport::Channel) -> Self {
+        let client = PeerClient::new(channel)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX);
+        let (frames, frames_rx) = mpsc::channel(STREAM_FRAMES_MAX);
+        let outstanding: Outstanding = Arc::new(Mutex::new(Some(HashMap::new())));
+        let reader = tokio::spawn(read_answers(peer, client, frames_rx, outstanding.clone()));
+        tracing::debug!(peer, "forward stream up");
+        Self { peer, frames, outstanding, next_call_id: 0, reader }
+    }
+
+    fn broken(&self) -> bool {
+        self.frames.is_closed() || self.outstanding.lock().expect("forward stream lock").is_none()
+    }
+
+    /// Sends `requests` as one frame; false if the stream broke (the requests are answered
+    /// UNAVAILABLE, now or by the reader as it ends).
+    async fn send(&mut self, requests: impl Iterator<Item = Queued>) -> bool {
+        let mut calls = Vec::new();
+        let mut waiters = Vec::new();
+        for (request, timeout, waiter) in requests {
+            match postcard::to_stdvec(&request) {
+                Ok(bytes) => {
+                    self.next_call_id += 1;
+                    calls.push(ForwardCall { call_id: self.next_call_id, request: bytes, deadline_ms: timeout.as_millis() as u64 });
+                    waiters.push((self.next_call_id, waiter));
+                }
+                Err(e) => drop(waiter.send(Err(NodeError::Internal(format!("encode forward: {e}"))))),
+            }
+        }
+        if calls.is_empty() {
+            return true;
+        }
+        match self.outstanding.lock().expect("forward stream lock").as_mut() {
+            Some(map) => map.extend(waiters),
+            None => {
+                let error = NodeError::Unavailable(format!("forward stream to node {} closed", self.peer));
+                waiters.into_iter().for_each(|(_, w)| drop(w.send(Err(error.clone()))));
+                return false;
+            }
+        }
+        // A failed send means the call ended: its reader answers what it registered.
+        self.frames.send(ForwardFrame { calls }).await.is_ok()
+    }
+}
+
+impl Drop for ForwardStream {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Runs the Forward call of one stream: hands each answer to its waiter, and when the
+/// stream ends, for whatever reason, answers every call still outstanding UNAVAILABLE.
+async fn read_answers(peer: u64, mut client: PeerClient<tonic::transport::Channel>, frames: mpsc::Receiver<ForwardFrame>, outstanding: Outstanding) {
+    let ended = match client.forward(ReceiverStream::new(frames)).await {
+        Ok(response) => {
+            let mut answers = response.into_inner();
+            loop {
+                match answers.next().await {
+                    Some(Ok(ForwardAnswers { answers })) => deliver(peer, answers, &outstanding),
+                    Some(Err(status)) => break status.message().to_string(),
+                    None => break "stream ended".to_string(),
+                }
+            }
+        }
+        Err(status) => status.message().to_string(),
+    };
+    tracing::debug!(peer, reason = %ended, "forward stream down");
+    let waiters = outstanding.lock().expect("forward stream lock").take().unwrap_or_default();
+    let error = NodeError::Unavailable(format!("node {peer} unreachable: {ended}"));
+    for (_, waiter) in waiters {
+        let _ = waiter.send(Err(error.clone()));
+    }
+}
+
+fn deliver(peer: u64, answers: Vec<crate::proto::peer::ForwardAnswer>, outstanding: &Outstanding) {
+    let mut decoded = Vec::with_capacity(answers.len());
+    for answer in answers {
+        let reply = postcard::from_bytes::<NodeResult<PeerReply>>(&answer.reply)
+            .unwrap_or_else(|e| Err(NodeError::Internal(format!("decode forward answer from node {peer}: {e}"))));
+        decoded.push((answer.call_id, reply));
+    }
+    let waiters: Vec<(Waiter, NodeResult<PeerReply>)> = {
+        let mut guard = outstanding.lock().expect("forward stream lock");
+        let Some(map) = guard.as_mut() else { return };
+        decoded.into_iter().filter_map(|(id, reply)| map.remove(&id).map(|w| (w, reply))).collect()
+    };
+    for (waiter, reply) in waiters {
+        let _ = waiter.send(reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::time::Instant;
+
+    use futures::Stream;
+    use tonic::transport::server::TcpIncoming;
+    use tonic::{Request, Response, Status, Streaming};
+
+    use super::*;
+    use crate::proto::peer::peer_server::{Peer, PeerServer};
+    use crate::proto::peer::{ForwardAnswer, RaftAck, RaftFrame};
+
+    /// How the fake peer treats a Forward stream.
+    #[derive(Clone, Copy)]
+    enum Behaviour {
+        /// Waits for two calls, then answers the second first, each in a frame of its own:
+        /// NOT_LEADER naming the call's shard, so each caller can tell its answer.
+        AnswerTwoInReverse,
+        /// Ends the stream after the first frame, answering nothing.
+        HangUp,
+    }
+
+    struct FakePeer(Behaviour);
+
+    fn not_leader(call: &ForwardCall) -> ForwardAnswer {
+        let request: PeerRequest = postcard::from_bytes(&call.request).expect("a request");
+        let reply: NodeResult<PeerReply> = Err(NodeError::NotLeader { shard: request.shard(), leader_id: None, leader_hint: None });
+        ForwardAnswer { call_id: call.call_id, reply: postcard::to_stdvec(&reply).expect("encodes") }
+    }
+
+    #[tonic::async_trait]
+    impl Peer for FakePeer {
+        async fn raft(&self, _: Request<Streaming<RaftFrame>>) -> Result<Response<RaftAck>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        type ForwardStream = Pin<Box<dyn Stream<Item = Result<ForwardAnswers, Status>> + Send + 'static>>;
+
+        async fn forward(&self, request: Request<Streaming<ForwardFrame>>) -> Result<Response<Self::ForwardStream>, Status> {
+            let mut frames = request.into_inner();
+            let (out, answers) = mpsc::channel(8);
+            let behaviour = self.0;
+            tokio::spawn(async move {
+                let mut calls = Vec::new();
+                while let Some(Ok(frame)) = frames.next().await {
+                    calls.extend(frame.calls);
+                    match behaviour {
+                        Behaviour::HangUp => return,
+                        Behaviour::AnswerTwoInReverse if calls.len() >= 2 => break,
+                        Behaviour::AnswerTwoInReverse => {}
+                    }
+                }
+                for call in calls.iter().rev() {
+                    let _ = out.send(Ok(ForwardAnswers { answers: vec![not_leader(call)] })).await;
+                }
+                // Keep the stream open until the caller is gone, as a node does.
+                while frames.next().await.is_some() {}
+            });
+            Ok(Response::new(Box::pin(ReceiverStream::new(answers))))
+        }
+    }
+
+    /// Serves a fake peer on a loopback port; returns the members map (this node is 1, the
+    /// fake is 2).
+    async fn fake_peer(behaviour: Behaviour) -> BTreeMap<u64, String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(PeerServer::new(FakePeer(behaviour)))
+                .serve_with_incoming(TcpIncoming::from(listener)),
+        );
+        BTreeMap::from([(1, "127.0.0.1:1".to_string()), (2, addr.to_string())])
+    }
+
+    fn read(shard: u32) -> PeerRequest {
+        PeerRequest::Read { shard, query: ReadQuery::Rates }
+    }
+
+    #[tokio::test]
+    async fn each_caller_gets_its_own_answer_in_whatever_order_they_come() {
+        let peers = Peers::new(1, &fake_peer(Behaviour::AnswerTwoInReverse).await, None).unwrap();
+        let timeout = Duration::from_secs(10);
+        let (first, second) = tokio::join!(peers.forward(2, read(7), timeout), async {
+            // After the first call went out, so that the fake sees them in this order.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            peers.forward(2, read(9), timeout).await
+        });
+        assert!(matches!(first, Err(NodeError::NotLeader { shard: 7, .. })), "{first:?}");
+        assert!(matches!(second, Err(NodeError::NotLeader { shard: 9, .. })), "{second:?}");
+    }
+
+    #[tokio::test]
+    async fn a_broken_stream_answers_its_calls_unavailable_at_once_and_the_next_call_reconnects() {
+        let peers = Peers::new(1, &fake_peer(Behaviour::HangUp).await, None).unwrap();
+        let timeout = Duration::from_secs(10);
+        for attempt in 0..2 {
+            let started = Instant::now();
+            let answer = peers.forward(2, read(3), timeout).await;
+            assert!(matches!(answer, Err(NodeError::Unavailable(_))), "attempt {attempt}: {answer:?}");
+            assert!(started.elapsed() < Duration::from_secs(2), "attempt {attempt} waited {:?}", started.elapsed());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_peer_is_unavailable_not_a_timeout() {
+        // Port 1 on loopback: nothing listens there, the connection is refused.
+        let members = BTreeMap::from([(1, "127.0.0.1:7".to_string()), (2, "127.0.0.1:1".to_string())]);
+        let peers = Peers::new(1, &members, None).unwrap();
+        let answer = peers.forward(2, read(0), Duration::from_secs(10)).await;
+        assert!(matches!(answer, Err(NodeError::Unavailable(_))), "{answer:?}");
+        let unknown = peers.forward(5, read(0), Duration::from_secs(10)).await;
+        assert!(matches!(unknown, Err(NodeError::Internal(_))), "{unknown:?}");
+    }
 }

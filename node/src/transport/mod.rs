@@ -1,6 +1,6 @@
-//! Node-to-node traffic: raft messages on one long-lived stream per peer (`link`), and
-//! forwarded proposals and reads to a shard's leader (`forward`). `service` is the receiving
-//! side of both.
+//! Node-to-node traffic, on two long-lived streams per ordered pair of nodes: raft messages
+//! (`link`), and proposals and reads forwarded to a shard's leader (`forward`). `service` is
+//! the receiving side of both.
 
 pub mod forward;
 pub mod link;

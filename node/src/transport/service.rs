@@ -1,17 +1,25 @@
 //! The receiving side of the Peer service: raft frames into local replicas, forwarded
 //! proposals and reads into the local router (never forwarded again: one hop at most).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, Stream, StreamExt};
 use protobuf::Message as _;
 use raft::prelude::Message as RaftMessage;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::forward::{PeerReply, PeerRequest};
 use crate::error::{NodeError, NodeResult};
-use crate::proto::peer::{peer_server::Peer, ForwardReply, ForwardRequest, RaftAck, RaftFrame};
+use crate::proto::peer::{peer_server::Peer, ForwardAnswer, ForwardAnswers, ForwardCall, ForwardFrame, RaftAck, RaftFrame};
 use crate::router::Router;
+
+/// Answer frames buffered per Forward stream before its server task waits for the network.
+const ANSWER_FRAMES_MAX: usize = 8;
 
 pub struct PeerService {
     router: Arc<Router>,
@@ -22,16 +30,64 @@ impl PeerService {
     pub fn new(router: Arc<Router>, request_timeout: Duration) -> Self {
         Self { router, request_timeout }
     }
+}
 
-    async fn serve(&self, request: PeerRequest, timeout: Duration) -> NodeResult<PeerReply> {
-        let work = async {
-            match request {
-                PeerRequest::Propose { shard, cmd } => self.router.propose_local(shard, cmd).await.map(PeerReply::Applied),
-                PeerRequest::ProposeMany { shard, cmds } => Ok(PeerReply::AppliedMany(self.router.propose_local_many(shard, cmds).await)),
-                PeerRequest::Read { shard, query } => self.router.read_local(shard, query).await.map(PeerReply::Read),
+/// Runs one forwarded call on this node (bounded by its deadline and the node's request
+/// timeout) and encodes its answer.
+async fn serve(router: Arc<Router>, call: ForwardCall, request_timeout: Duration) -> ForwardAnswer {
+    let timeout = Duration::from_millis(call.deadline_ms).min(request_timeout);
+    let answer: NodeResult<PeerReply> = match postcard::from_bytes::<PeerRequest>(&call.request) {
+        Ok(request) => {
+            let work = async {
+                match request {
+                    PeerRequest::Propose { shard, cmd } => router.propose_local(shard, cmd).await.map(PeerReply::Applied),
+                    PeerRequest::ProposeMany { shard, cmds } => Ok(PeerReply::AppliedMany(router.propose_local_many(shard, cmds).await)),
+                    PeerRequest::Read { shard, query } => router.read_local(shard, query).await.map(PeerReply::Read),
+                }
+            };
+            tokio::time::timeout(timeout, work).await.unwrap_or(Err(NodeError::Timeout))
+        }
+        Err(e) => Err(NodeError::Internal(format!("undecodable forwarded request: {e}"))),
+    };
+    let reply = postcard::to_stdvec(&answer).unwrap_or_else(|e| {
+        postcard::to_stdvec(&NodeResult::<PeerReply>::Err(NodeError::Internal(format!("encode forward answer: {e}"))))
+            .expect("an error encodes")
+    });
+    ForwardAnswer { call_id: call.call_id, reply }
+}
+
+/// Serves one Forward stream in one task: takes calls from incoming frames, runs them all
+/// concurrently, and sends the answers as they finish, those ready together in one frame.
+/// Ends once the caller closed its side and every call is answered, or the caller is gone.
+async fn serve_stream(
+    router: Arc<Router>,
+    request_timeout: Duration,
+    mut frames: Streaming<ForwardFrame>,
+    out: mpsc::Sender<Result<ForwardAnswers, Status>>,
+) {
+    let mut running = FuturesUnordered::new();
+    let mut incoming = true;
+    loop {
+        tokio::select! {
+            frame = frames.next(), if incoming => match frame {
+                Some(Ok(frame)) => running.extend(frame.calls.into_iter().map(|call| serve(router.clone(), call, request_timeout))),
+                Some(Err(status)) => {
+                    tracing::debug!(error = %status, "forward stream broke");
+                    return;
+                }
+                None => incoming = false,
+            },
+            Some(first) = running.next(), if !running.is_empty() => {
+                let mut answers = vec![first];
+                while let Some(Some(answer)) = running.next().now_or_never() {
+                    answers.push(answer);
+                }
+                if out.send(Ok(ForwardAnswers { answers })).await.is_err() {
+                    return; // the caller is gone
+                }
             }
-        };
-        tokio::time::timeout(timeout, work).await.unwrap_or(Err(NodeError::Timeout))
+            else => return,
+        }
     }
 }
 
@@ -52,14 +108,11 @@ impl Peer for PeerService {
         Ok(Response::new(RaftAck { frames }))
     }
 
-    async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
-        let r = request.into_inner();
-        let timeout = Duration::from_millis(r.deadline_ms).min(self.request_timeout);
-        let requests: Vec<PeerRequest> = postcard::from_bytes(&r.requests)
-            .map_err(|e| Status::invalid_argument(format!("undecodable forwarded requests: {e}")))?;
-        let answers: Vec<NodeResult<PeerReply>> =
-            futures::future::join_all(requests.into_iter().map(|req| self.serve(req, timeout))).await;
-        let replies = postcard::to_stdvec(&answers).map_err(|e| Status::internal(format!("encode forward reply: {e}")))?;
-        Ok(Response::new(ForwardReply { replies }))
+    type ForwardStream = Pin<Box<dyn Stream<Item = Result<ForwardAnswers, Status>> + Send + 'static>>;
+
+    async fn forward(&self, request: Request<Streaming<ForwardFrame>>) -> Result<Response<Self::ForwardStream>, Status> {
+        let (out, answers) = mpsc::channel(ANSWER_FRAMES_MAX);
+        tokio::spawn(serve_stream(self.router.clone(), self.request_timeout, request.into_inner(), out));
+        Ok(Response::new(Box::pin(ReceiverStream::new(answers))))
     }
 }
