@@ -155,6 +155,10 @@ pub struct Replica {
 /// as much again) and the entries a restart re-applies.
 const STATE_FLUSH_ENTRIES: u64 = 1_024;
 const STATE_FLUSH_BYTES: usize = 32 << 20;
+/// A state flush slower than this is logged as a warning: the replica's actor thread (and
+/// every replica sharing it) handled no raft message meanwhile, and past an election timeout
+/// its leaders lose their quorum.
+const SLOW_STATE_FLUSH_WARN_US: u64 = 250_000;
 
 /// A node's replicas together start one state flush every this many ticks, on average.
 ///
@@ -653,7 +657,11 @@ impl Replica {
         self.flush_state(&mut batch);
         self.write_commit_with_flush(&mut batch);
         self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
-        tracing::debug!(shard = self.cfg.shard, keys, elapsed_us = started.elapsed().as_micros() as u64, "state flushed");
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        if elapsed_us >= SLOW_STATE_FLUSH_WARN_US {
+            tracing::warn!(shard = self.cfg.shard, keys, elapsed_ms = elapsed_us / 1_000, "slow state flush: the replica's thread stood still meanwhile");
+        }
+        tracing::debug!(shard = self.cfg.shard, keys, elapsed_us, "state flushed");
     }
 
     fn propose_batch(&mut self) {
