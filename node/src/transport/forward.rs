@@ -205,7 +205,7 @@ impl Drop for ForwardStream {
 /// Runs the Forward call of one stream: hands each answer to its waiter, and when the
 /// stream ends, for whatever reason, answers every call still outstanding UNAVAILABLE.
 async fn read_answers(peer: u64, mut client: PeerClient<tonic::transport::Channel>, frames: mpsc::Receiver<ForwardFrame>, outstanding: Outstanding) {
-    let ended = match client.forward(ReceiverStream::new(frames)).await {
+    let ended = match client.forward_stream(ReceiverStream::new(frames)).await {
         Ok(response) => {
             let mut answers = response.into_inner();
             loop {
@@ -280,9 +280,9 @@ mod tests {
             Err(Status::unimplemented("not in this test"))
         }
 
-        type ForwardStream = Pin<Box<dyn Stream<Item = Result<ForwardAnswers, Status>> + Send + 'static>>;
+        type ForwardStreamStream = Pin<Box<dyn Stream<Item = Result<ForwardAnswers, Status>> + Send + 'static>>;
 
-        async fn forward(&self, request: Request<Streaming<ForwardFrame>>) -> Result<Response<Self::ForwardStream>, Status> {
+        async fn forward_stream(&self, request: Request<Streaming<ForwardFrame>>) -> Result<Response<Self::ForwardStreamStream>, Status> {
             let mut frames = request.into_inner();
             let (out, answers) = mpsc::channel(8);
             let behaviour = self.0;

@@ -108,9 +108,9 @@ impl Peer for PeerService {
         Ok(Response::new(RaftAck { frames }))
     }
 
-    type ForwardStream = Pin<Box<dyn Stream<Item = Result<ForwardAnswers, Status>> + Send + 'static>>;
+    type ForwardStreamStream = Pin<Box<dyn Stream<Item = Result<ForwardAnswers, Status>> + Send + 'static>>;
 
-    async fn forward(&self, request: Request<Streaming<ForwardFrame>>) -> Result<Response<Self::ForwardStream>, Status> {
+    async fn forward_stream(&self, request: Request<Streaming<ForwardFrame>>) -> Result<Response<Self::ForwardStreamStream>, Status> {
         let (out, answers) = mpsc::channel(ANSWER_FRAMES_MAX);
         tokio::spawn(serve_stream(self.router.clone(), self.request_timeout, request.into_inner(), out));
         Ok(Response::new(Box::pin(ReceiverStream::new(answers))))
