@@ -399,8 +399,8 @@ async fn run(cfg: NodeConfig) -> Result<(), String> {
             }
             tracing::info!(grace_ms = SHUTDOWN_GRACE.as_millis() as u64, "stopping: finishing in-flight calls");
             let _ = stop_tx.send(());
-            // Peers' raft and Forward streams never end by themselves: bound the wait. Nothing durable
-            // depends on a graceful stop (every acknowledged write is already fsynced).
+            // Peers' raft and Forward streams never end by themselves: bound the wait. Nothing
+            // durable depends on a graceful stop (every acknowledged write is already fsynced).
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await;
             // Not needed for safety (the state is a function of the fsynced log), but the
             // next start then re-applies nothing instead of up to one flush period per shard.

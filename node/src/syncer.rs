@@ -31,7 +31,7 @@ const MAX_REQUESTS_PER_SYNC: usize = 16_384;
 /// for it, and past an election timeout (1 s by default) the followers' acknowledgements
 /// come too late and leaders step down ("quorum is not active"). The log line is what ties
 /// such a leader change to the disk.
-const SLOW_SYNC_WARN_MS: u128 = 250;
+const SLOW_SYNC_WARN: Duration = Duration::from_millis(250);
 
 /// When a group commit starts.
 ///
@@ -112,11 +112,11 @@ fn run(engine: SharedEngine, wal: Arc<RaftWal>, group_commit: GroupCommit, rx: R
         }
         rounds += 1;
         last_waiters = waiters.len();
-        let sync_us = started.elapsed().as_micros();
-        if sync_us / 1_000 >= SLOW_SYNC_WARN_MS {
-            tracing::warn!(round = rounds, waiters = waiters.len(), sync_ms = (sync_us / 1_000) as u64, "slow group commit: the disk held every write of this node");
+        let took = started.elapsed();
+        if took >= SLOW_SYNC_WARN {
+            tracing::warn!(round = rounds, waiters = waiters.len(), sync_ms = took.as_millis() as u64, "slow group commit: the disk held every write of this node");
         }
-        tracing::trace!(round = rounds, waiters = waiters.len(), sync_us = sync_us as u64, "group commit");
+        tracing::trace!(round = rounds, waiters = waiters.len(), sync_us = took.as_micros() as u64, "group commit");
         for done in waiters.drain(..) {
             done(result.clone());
         }

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use raft::prelude::{ConfChangeV2, Entry, EntryType, Message as RaftMessage, MessageType};
 use raft::SnapshotStatus;
@@ -158,7 +158,7 @@ const STATE_FLUSH_BYTES: usize = 32 << 20;
 /// A state flush slower than this is logged as a warning: the replica's actor thread (and
 /// every replica sharing it) handled no raft message meanwhile, and past an election timeout
 /// its leaders lose their quorum.
-const SLOW_STATE_FLUSH_WARN_US: u64 = 250_000;
+const SLOW_STATE_FLUSH_WARN: Duration = Duration::from_millis(250);
 
 /// A node's replicas together start one state flush every this many ticks, on average.
 ///
@@ -657,11 +657,11 @@ impl Replica {
         self.flush_state(&mut batch);
         self.write_commit_with_flush(&mut batch);
         self.engine.write(batch).unwrap_or_else(|e| storage_fatal(self.cfg.shard, e));
-        let elapsed_us = started.elapsed().as_micros() as u64;
-        if elapsed_us >= SLOW_STATE_FLUSH_WARN_US {
-            tracing::warn!(shard = self.cfg.shard, keys, elapsed_ms = elapsed_us / 1_000, "slow state flush: the replica's thread stood still meanwhile");
+        let took = started.elapsed();
+        if took >= SLOW_STATE_FLUSH_WARN {
+            tracing::warn!(shard = self.cfg.shard, keys, elapsed_ms = took.as_millis() as u64, "slow state flush: the replica's thread stood still meanwhile");
         }
-        tracing::debug!(shard = self.cfg.shard, keys, elapsed_us, "state flushed");
+        tracing::debug!(shard = self.cfg.shard, keys, elapsed_us = took.as_micros() as u64, "state flushed");
     }
 
     fn propose_batch(&mut self) {

@@ -124,7 +124,7 @@ async fn run_lane(peer: u64, endpoint: Endpoint, mut queue: mpsc::Receiver<Queue
                     // Everything queued now would wait for a peer that is down: answer it, so
                     // the router tries another replica at once.
                     let error = NodeError::Unavailable(format!("node {peer} unreachable: {e}"));
-                    for (_, _, waiter) in std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
+                    for (_, _, waiter) in with_queued(first, &mut queue) {
                         let _ = waiter.send(Err(error.clone()));
                     }
                     continue;
@@ -132,11 +132,16 @@ async fn run_lane(peer: u64, endpoint: Endpoint, mut queue: mpsc::Receiver<Queue
             };
         }
         let open = stream.as_mut().expect("connected above");
-        let frame = std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())).take(FRAME_CALLS_MAX);
+        let frame = with_queued(first, &mut queue).take(FRAME_CALLS_MAX);
         if !open.send(frame).await {
             stream = None;
         }
     }
+}
+
+/// `first`, then every request queued behind it now (without waiting for more).
+fn with_queued(first: Queued, queue: &mut mpsc::Receiver<Queued>) -> impl Iterator<Item = Queued> + '_ {
+    std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok()))
 }
 
 /// One Forward stream to a peer: frames go out through `frames`, answers come back to the
