@@ -41,7 +41,7 @@ struct Inner {
     /// Index in `nodes` of the last endpoint that answered: where the next call starts, so a
     /// client that found the leader keeps talking to it.
     preferred: AtomicUsize,
-    /// Present when `config.batch` is set: mutating calls then share SubmitBatch calls.
+    /// Present when `config.batch` is set: mutating calls then share SubmitStream frames.
     batcher: Option<Batcher>,
     routing: RoutingState,
 }
@@ -105,7 +105,7 @@ impl Client {
         let inner = Inner {
             nodes: RwLock::new(nodes),
             preferred: AtomicUsize::new(0),
-            batcher: config.batch.map(|b| Batcher::new(b, ms(config.attempt_timeout_ms))),
+            batcher: config.batch.map(Batcher::new),
             routing: RoutingState::default(),
             config,
         };

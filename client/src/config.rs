@@ -68,10 +68,10 @@ impl ClientConfig {
     }
 
     /// Turns on automatic batching: concurrent purchase, gift, cash_out, post_payout,
-    /// void_payout and refund calls share SubmitBatch calls of up to `max_batch` commands
-    /// (1..=8192), up to `LANE_BATCHES_IN_FLIGHT` (4) in flight per endpoint; `linger_us` (at
-    /// most 100 ms) waits for more commands before sending a batch, 0 sends as soon as one of
-    /// those calls is free.
+    /// void_payout and refund calls share frames of up to `max_batch` commands (1..=8192) on
+    /// one SubmitStream per endpoint, each answered as soon as it is done; `linger_us` (at
+    /// most 100 ms) waits for more commands before sending a frame, 0 sends what is queued
+    /// at once.
     pub fn batching(mut self, max_batch: usize, linger_us: u64) -> ClientConfig {
         self.batch = Some(BatchConfig {
             max_batch,

@@ -49,7 +49,7 @@ mod route;
 pub mod workload;
 
 pub use batch::{fill_command_request_id, BatchOutcome, BATCH_COMMANDS_MAX};
-pub use batcher::{BatchConfig, LANE_BATCHES_IN_FLIGHT, LANE_SEATS_MAX, LINGER_US_MAX};
+pub use batcher::{BatchConfig, LANE_SEATS_MAX, LINGER_US_MAX};
 pub use client::{Client, ATTEMPTS_MAX};
 pub use config::{normalize_endpoint, ClientConfig, ENDPOINTS_MAX};
 pub use error::{ClientError, ERROR_CODE_TRAILER};

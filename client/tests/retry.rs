@@ -113,6 +113,7 @@ impl Ledger for Scripted {
     async fn submit_batch(&self, _: Request<SubmitBatchRequest>) -> Reply<SubmitBatchReply> {
         Err(unscripted())
     }
+    unused_submit_stream!("not scripted");
 }
 
 type Reply<T> = Result<Response<T>, Status>;

@@ -97,6 +97,7 @@ impl Ledger for Server {
         balance: BalanceRequest => BalanceReply,
         get_rates: GetRatesRequest => RateCard,
     );
+    unused_submit_stream!("not used by this test");
 }
 
 /// Three servers sharing one topology; returns them and their addresses.

@@ -7,6 +7,7 @@
 pub use coinledger_ledger as ledger;
 
 pub mod api;
+pub mod call_stream;
 pub mod config;
 pub mod node;
 pub mod placement;

@@ -1,6 +1,7 @@
-//! SubmitBatch against the real node, with the raw gRPC client (no client-side retries): each
-//! command of a batch gets its own answer, in order, whatever the others do; duplicates inside
-//! one batch and a resent batch apply nothing twice; value is conserved.
+//! SubmitBatch and SubmitStream against the real node, with the raw gRPC client (no
+//! client-side retries): each command of a batch gets its own answer, in order, whatever the
+//! others do; each call of a stream its own answer under its call id; duplicates inside one
+//! batch, a resent batch and a resent stream call apply nothing twice; value is conserved.
 
 mod common;
 
@@ -9,8 +10,10 @@ use std::time::Duration;
 use coinledger_client::proto::batch_command::Command as C;
 use coinledger_client::proto::batch_result::Result as R;
 use coinledger_client::proto::ledger_client::LedgerClient;
-use coinledger_client::proto::{BatchCommand, BatchResult, GiftReply, SubmitBatchRequest};
+use coinledger_client::proto::{BatchCommand, BatchResult, GiftReply, StreamCall, SubmitBatchRequest, SubmitStreamRequest};
 use common::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 async fn raw(node: &TestNode) -> LedgerClient<Channel> {
@@ -188,4 +191,69 @@ async fn a_node_refuses_commands_beyond_its_bound_until_it_has_answered_earlier_
     let audit = settled_audit(&client, Duration::from_secs(20)).await;
     assert_eq!(audit.coins_spent_on_gifts, applied);
     assert_eq!(balance_opt(&client, &fan).await.map(|b| b.0), Some(110_000 - applied));
+}
+
+fn call(call_id: u64, command: Option<C>) -> StreamCall {
+    StreamCall { call_id, command: Some(BatchCommand { command }), timeout_ms: 10_000 }
+}
+
+#[tokio::test]
+async fn stream_calls_are_answered_each_under_its_own_id_and_applied_once() {
+    let node = TestNode::start_with(8).await;
+    let client = node.client();
+    let mut raw = raw(&node).await;
+    let fan = name_where("stream-fan", |_| true);
+    let far = name_not_in_shard("stream-far", shard_of(&fan));
+    submit(&mut raw, vec![C::Purchase(purchase_req("s-seed", &fan, "9.99", "USD", "s-pay"))]).await;
+
+    let (frames, frames_rx) = mpsc::channel(8);
+    let mut replies = raw.submit_stream(ReceiverStream::new(frames_rx)).await.expect("SubmitStream").into_inner();
+    let mut answers = std::collections::BTreeMap::new();
+    let mut take = async |count: usize, answers: &mut std::collections::BTreeMap<u64, BatchResult>| {
+        while answers.len() < count {
+            let reply = tokio::time::timeout(Duration::from_secs(10), replies.message()).await.expect("answered in time");
+            for r in reply.expect("stream up").expect("a reply").results {
+                assert!(answers.insert(r.call_id, r.result.expect("a result")).is_none(), "call {} answered twice", r.call_id);
+            }
+        }
+    };
+    // One frame: a cross-shard gift, the same request again, a call with no command, a call
+    // whose command has nothing set, and one the sender cannot pay.
+    let calls = vec![
+        call(10, Some(C::Gift(gift_req("s-g-1", &fan, &far, "doughnut", 1)))),
+        call(11, Some(C::Gift(gift_req("s-g-1", &fan, &far, "doughnut", 1)))),
+        StreamCall { call_id: 12, command: None, timeout_ms: 0 },
+        call(13, None),
+        call(14, Some(C::Gift(gift_req("s-g-2", &fan, &far, "galaxy", 1)))),
+    ];
+    frames.send(SubmitStreamRequest { calls }).await.unwrap();
+    take(5, &mut answers).await;
+    let gift = gift_of(&answers[&10]);
+    assert_eq!((gift.coins_debited, gift.diamonds_credited), (30, 15));
+    assert_eq!(gift_of(&answers[&11]), gift, "the duplicate gets the first outcome");
+    assert_eq!(error_of(&answers[&12]), "INVALID_ARGUMENT");
+    assert_eq!(error_of(&answers[&13]), "INVALID_ARGUMENT");
+    assert_eq!(error_of(&answers[&14]), "INSUFFICIENT_COINS");
+
+    // A later frame on the same stream: the first gift resent, and a new one.
+    frames
+        .send(SubmitStreamRequest {
+            calls: vec![call(20, Some(C::Gift(gift_req("s-g-1", &fan, &far, "doughnut", 1)))), call(21, Some(C::Gift(gift_req("s-g-3", &fan, &far, "rose", 2))))],
+        })
+        .await
+        .unwrap();
+    take(7, &mut answers).await;
+    assert_eq!(gift_of(&answers[&20]), gift, "answered from the first outcome");
+    assert_eq!(gift_of(&answers[&21]).coins_debited, 2);
+
+    // An empty frame ends the stream with INVALID_ARGUMENT.
+    frames.send(SubmitStreamRequest { calls: Vec::new() }).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), replies.message()).await.expect("ended in time");
+    let status = end.expect_err("the stream ends with an error");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("1 to 8192 calls, not 0"), "{}", status.message());
+
+    settled_audit(&client, Duration::from_secs(10)).await;
+    assert_eq!(balance_opt(&client, &fan).await, Some((999 - 32, 0, 0)));
+    assert_eq!(balance_opt(&client, &far).await, Some((0, 16, 0)));
 }

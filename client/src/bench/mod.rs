@@ -71,7 +71,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=BATCH_COMMANDS_MAX as u64))]
     pub batch: u64,
     /// With --batch 1: the tasks' single-command calls go through the client library's
-    /// automatic batching (concurrent calls share SubmitBatch calls), as a backend service
+    /// automatic batching (concurrent calls share SubmitStream frames), as a backend service
     /// with --clients concurrent callers would use it.
     #[arg(long)]
     pub auto_batch: bool,

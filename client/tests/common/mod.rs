@@ -36,3 +36,23 @@ macro_rules! unused_rpcs {
         })*
     };
 }
+
+/// SubmitStream for a mock that does not serve it (answered UNIMPLEMENTED, `$why` says why),
+/// in the form `#[tonic::async_trait]` expands it to. Usage: `unused_submit_stream!("reason");`
+#[macro_export]
+macro_rules! unused_submit_stream {
+    ($why:literal) => {
+        type SubmitStreamStream = tokio_stream::Empty<Result<SubmitStreamReply, tonic::Status>>;
+
+        fn submit_stream<'life0, 'async_trait>(
+            &'life0 self,
+            _request: tonic::Request<tonic::Streaming<SubmitStreamRequest>>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Self::SubmitStreamStream>, tonic::Status>> + Send + 'async_trait>>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(async move { Err(tonic::Status::unimplemented($why)) })
+        }
+    };
+}

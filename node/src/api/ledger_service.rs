@@ -1,13 +1,18 @@
 //! The public Ledger service.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::{Request, Response, Status};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::admission::Admission;
 use super::status::error_detail;
+use super::submit_stream::{serve_stream, StreamContext, REPLY_FRAMES_MAX};
 use super::{convert, deadline_of, unexpected, within};
 use crate::error::NodeError;
 use crate::ledger::{self, Command, ErrorCode, LedgerError, Outcome};
@@ -24,12 +29,12 @@ pub struct LedgerService {
     node_id: u64,
     /// Every member's address by node id, for Topology.
     addresses: Arc<BTreeMap<u64, String>>,
-    admission: Admission,
+    admission: Arc<Admission>,
 }
 
 impl LedgerService {
     pub fn new(router: Arc<Router>, request_timeout: Duration, node_id: u64, addresses: Arc<BTreeMap<u64, String>>, max_commands_in_flight: u32) -> Self {
-        Self { router, request_timeout, node_id, addresses, admission: Admission::new(max_commands_in_flight) }
+        Self { router, request_timeout, node_id, addresses, admission: Arc::new(Admission::new(max_commands_in_flight)) }
     }
 
     async fn execute<T>(&self, request: &Request<T>, cmd: Command) -> Result<Outcome, Status> {
@@ -50,6 +55,13 @@ impl LedgerService {
             other => Err(unexpected("rates read", other)),
         }
     }
+}
+
+/// A batch or stream command's answer as the wire carries it: its reply, or its error exactly
+/// as the single-command RPC would have returned it.
+pub(crate) fn batch_result(outcome: Result<Outcome, NodeError>) -> proto::BatchResult {
+    let result = outcome.and_then(convert::batch_outcome);
+    proto::BatchResult { result: Some(result.unwrap_or_else(|e| proto::batch_result::Result::Error(error_detail(&e).1))) }
 }
 
 fn account_not_found(account: &str) -> Status {
@@ -153,13 +165,18 @@ impl Ledger for LedgerService {
         let mut outcomes = self.router.execute_batch(valid, deadline).await.into_iter();
         let results = results
             .into_iter()
-            .map(|slot| {
-                let outcome = slot.unwrap_or_else(|| outcomes.next().expect("one outcome per valid command"));
-                let result = outcome.and_then(convert::batch_outcome);
-                proto::BatchResult { result: Some(result.unwrap_or_else(|e| proto::batch_result::Result::Error(error_detail(&e).1))) }
-            })
+            .map(|slot| batch_result(slot.unwrap_or_else(|| outcomes.next().expect("one outcome per valid command"))))
             .collect();
         Ok(Response::new(proto::SubmitBatchReply { results }))
+    }
+
+    type SubmitStreamStream = Pin<Box<dyn Stream<Item = Result<proto::SubmitStreamReply, Status>> + Send + 'static>>;
+
+    async fn submit_stream(&self, request: Request<Streaming<proto::SubmitStreamRequest>>) -> Result<Response<Self::SubmitStreamStream>, Status> {
+        let (out, replies) = mpsc::channel(REPLY_FRAMES_MAX);
+        let ctx = StreamContext { router: self.router.clone(), admission: self.admission.clone(), request_timeout: self.request_timeout };
+        tokio::spawn(serve_stream(ctx, request.into_inner(), out));
+        Ok(Response::new(Box::pin(ReceiverStream::new(replies))))
     }
 
     async fn topology(&self, _request: Request<proto::TopologyRequest>) -> Result<Response<proto::TopologyReply>, Status> {

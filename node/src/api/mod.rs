@@ -6,6 +6,7 @@ pub mod admission;
 pub mod convert;
 pub mod ledger_service;
 pub mod status;
+pub mod submit_stream;
 
 use std::future::Future;
 use std::time::Duration;

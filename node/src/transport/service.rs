@@ -5,8 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, Stream, StreamExt};
+use futures::Stream;
 use protobuf::Message as _;
 use raft::prelude::Message as RaftMessage;
 use tokio::sync::mpsc;
@@ -14,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::forward::{PeerReply, PeerRequest};
+use crate::call_stream::serve_calls;
 use crate::error::{NodeError, NodeResult};
 use crate::proto::peer::{peer_server::Peer, ForwardAnswer, ForwardAnswers, ForwardCall, ForwardFrame, RaftAck, RaftFrame};
 use crate::router::Router;
@@ -56,41 +56,6 @@ async fn serve(router: Arc<Router>, call: ForwardCall, request_timeout: Duration
     ForwardAnswer { call_id: call.call_id, reply }
 }
 
-/// Serves one Forward stream in one task: takes calls from incoming frames, runs them all
-/// concurrently, and sends the answers as they finish, those ready together in one frame.
-/// Ends once the caller closed its side and every call is answered, or the caller is gone.
-async fn serve_stream(
-    router: Arc<Router>,
-    request_timeout: Duration,
-    mut frames: Streaming<ForwardFrame>,
-    out: mpsc::Sender<Result<ForwardAnswers, Status>>,
-) {
-    let mut running = FuturesUnordered::new();
-    let mut incoming = true;
-    loop {
-        tokio::select! {
-            frame = frames.next(), if incoming => match frame {
-                Some(Ok(frame)) => running.extend(frame.calls.into_iter().map(|call| serve(router.clone(), call, request_timeout))),
-                Some(Err(status)) => {
-                    tracing::debug!(error = %status, "forward stream broke");
-                    return;
-                }
-                None => incoming = false,
-            },
-            Some(first) = running.next(), if !running.is_empty() => {
-                let mut answers = vec![first];
-                while let Some(Some(answer)) = running.next().now_or_never() {
-                    answers.push(answer);
-                }
-                if out.send(Ok(ForwardAnswers { answers })).await.is_err() {
-                    return; // the caller is gone
-                }
-            }
-            else => return,
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn raft(&self, request: Request<Streaming<RaftFrame>>) -> Result<Response<RaftAck>, Status> {
@@ -112,7 +77,9 @@ impl Peer for PeerService {
 
     async fn forward_stream(&self, request: Request<Streaming<ForwardFrame>>) -> Result<Response<Self::ForwardStreamStream>, Status> {
         let (out, answers) = mpsc::channel(ANSWER_FRAMES_MAX);
-        tokio::spawn(serve_stream(self.router.clone(), self.request_timeout, request.into_inner(), out));
+        let (router, request_timeout) = (self.router.clone(), self.request_timeout);
+        let run = move |call| serve(router.clone(), call, request_timeout);
+        tokio::spawn(serve_calls(request.into_inner(), |frame: ForwardFrame| Ok(frame.calls), run, |answers| ForwardAnswers { answers }, out));
         Ok(Response::new(Box::pin(ReceiverStream::new(answers))))
     }
 }
