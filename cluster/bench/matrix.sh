@@ -84,7 +84,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   printf '%s\n' "${rows[@]}"
   echo
   echo "batch 1 (auto-batched): 16 tasks make single-command calls through one client with automatic batching"
-  echo "(concurrent calls share SubmitBatch calls), as a backend service with 16 concurrent callers would."
+  echo "(concurrent calls share frames of one SubmitStream, each answered on its own), as a backend service with 16 concurrent callers would."
   echo "errors are refused commands; in mixed they are business refusals (a cash-out above the creator's"
   echo "diamonds, or by a creator no gift has reached yet), every one checked by the bench's conservation audit."
   echo "node CPU s: user + system time of the three nodes during the bench (seeding 10,000 accounts included);"
