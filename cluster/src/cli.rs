@@ -112,6 +112,11 @@ pub enum Cmd {
         seed: u64,
         #[arg(long, default_value_t = 16)]
         clients: usize,
+        /// The clients' mutating calls go through the client library's automatic batching
+        /// (frames of one SubmitStream per node), so the checks cover that path: exactly
+        /// once when a stream breaks under a call, linearizability, conservation.
+        #[arg(long)]
+        auto_batch: bool,
         /// Where the cluster, history.jsonl, report.md and report.json go (a previous run's
         /// cluster there is deleted).
         #[arg(long, default_value = "./chaos-out")]

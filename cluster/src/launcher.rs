@@ -490,12 +490,17 @@ impl Cluster {
 
     /// A client with the given per-attempt limit, overall deadline and backoff ceiling.
     pub fn client_with(&self, attempt_ms: u64, deadline_ms: u64, backoff_max_ms: u64) -> Client {
+        Client::connect(self.client_config(attempt_ms, deadline_ms, backoff_max_ms)).expect("client")
+    }
+
+    /// The configuration of [`Cluster::client_with`].
+    pub fn client_config(&self, attempt_ms: u64, deadline_ms: u64, backoff_max_ms: u64) -> ClientConfig {
         let mut config = ClientConfig::from_endpoints(&self.endpoints()).expect("endpoints");
         config.attempt_timeout_ms = attempt_ms;
         config.deadline_ms = deadline_ms;
         config.backoff_ms_initial = backoff_max_ms.min(10);
         config.backoff_ms_max = backoff_max_ms;
-        Client::connect(config).expect("client")
+        config
     }
 
     pub fn pid(&self, id: u64) -> Option<u32> {

@@ -69,9 +69,9 @@ async fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        Cmd::Chaos { nodes, duration, faults, seed, clients, out, shards, base_port, node_bin, node_args, docker, compose_file } => {
+        Cmd::Chaos { nodes, duration, faults, seed, clients, auto_batch, out, shards, base_port, node_bin, node_args, docker, compose_file } => {
             let docker = docker.then(|| compose_file.unwrap_or_else(chaos::docker::default_compose_file));
-            chaos(nodes, duration, faults, seed, clients, out, shards, base_port, node_bin, node_args, docker).await
+            chaos(nodes, duration, faults, seed, clients, auto_batch, out, shards, base_port, node_bin, node_args, docker).await
         }
     };
     match result {
@@ -171,6 +171,7 @@ async fn chaos(
     faults: Option<String>,
     seed: u64,
     clients: usize,
+    auto_batch: bool,
     out: std::path::PathBuf,
     shards: u32,
     base_port: u16,
@@ -193,6 +194,7 @@ async fn chaos(
         faults_explicit: faults.is_some(),
         seed,
         clients: clients.max(1),
+        auto_batch,
         out: out.clone(),
         shards,
         base_port,

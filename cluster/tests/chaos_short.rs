@@ -8,5 +8,5 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_short_passes() {
-    common::chaos_passes(1, Duration::from_secs(60), 17_901, Vec::new()).await;
+    common::chaos_passes(1, Duration::from_secs(60), 17_901, Vec::new(), false).await;
 }

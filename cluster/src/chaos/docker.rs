@@ -162,13 +162,13 @@ fn docker_spec(dir: &Path, shards: u32) -> ClusterSpec {
     ClusterSpec { dir: dir.to_path_buf(), node_bin: PathBuf::from("/coinledger-node"), shards, base_port: 7001, nodes }
 }
 
-fn client_for(spec: &ClusterSpec) -> Client {
+fn client_config(spec: &ClusterSpec) -> ClientConfig {
     let mut config = ClientConfig::from_endpoints(&spec.endpoints()).expect("endpoints");
     config.attempt_timeout_ms = 1_000;
     config.deadline_ms = 5_000;
     config.backoff_ms_initial = 10;
     config.backoff_ms_max = 200;
-    Client::connect(config).expect("client")
+    config
 }
 
 /// Every node answers Admin.Status and every shard has a leader.
@@ -420,7 +420,8 @@ async fn run_inner(opts: &ChaosOptions, compose: &Compose, spec: ClusterSpec, sa
     compose.run(&["up", "-d"])?;
     let took = wait_ready(&spec, READY_LIMIT).await?;
     say(format!("all {NODES} containers answer Admin.Status with leaders after {} ms", took.as_millis()));
-    let client = client_for(&spec);
+    let client = Client::connect(client_config(&spec)).expect("client");
+    let workload_client = super::workload_client(&client, client_config(&spec), opts.auto_batch)?;
     let mut injector = DockerInjector {
         compose,
         spec: spec.clone(),
@@ -432,7 +433,7 @@ async fn run_inner(opts: &ChaosOptions, compose: &Compose, spec: ClusterSpec, sa
     let history = Arc::new(History::new());
     let monitor = Monitor::start(spec.clone(), history.started, Duration::from_millis(250));
     let workload = Workload::start(
-        client.clone(),
+        workload_client,
         history.clone(),
         &WorkloadOptions { clients: opts.clients, seed: opts.seed, op_deadline: OP_DEADLINE },
     );

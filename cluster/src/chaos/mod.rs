@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coinledger_client::proto::{AuditRequest, BalanceRequest, ErrorCode};
-use coinledger_client::Client;
+use coinledger_client::{Client, ClientConfig};
 
 use self::check::model::{accounts_named, State};
 use self::check::Check;
@@ -56,6 +56,8 @@ pub struct ChaosOptions {
     pub faults_explicit: bool,
     pub seed: u64,
     pub clients: usize,
+    /// The workload's mutating calls go through the client library's automatic batching.
+    pub auto_batch: bool,
     pub out: PathBuf,
     pub shards: u32,
     pub base_port: u16,
@@ -128,13 +130,14 @@ async fn run_inner(opts: ChaosOptions, say: &mut (dyn FnMut(String) + Send)) -> 
     let cluster = Cluster::launch(spec.clone())?;
     cluster.wait_ready(Duration::from_secs(30), true).await?;
     let client = cluster.client_with(1_000, 5_000, 200);
+    let workload_client = workload_client(&client, cluster.client_config(1_000, 5_000, 200), opts.auto_batch)?;
     let cluster = Arc::new(Mutex::new(cluster));
     let mut injector = Injector { cluster: cluster.clone(), firewall };
 
     let history = Arc::new(History::new());
     let monitor = Monitor::start(spec.clone(), history.started, Duration::from_millis(250));
     let workload = Workload::start(
-        client.clone(),
+        workload_client,
         history.clone(),
         &WorkloadOptions { clients: opts.clients, seed: opts.seed, op_deadline: OP_DEADLINE },
     );
@@ -153,6 +156,18 @@ async fn run_inner(opts: ChaosOptions, say: &mut (dyn FnMut(String) + Send)) -> 
     cluster.lock().unwrap_or_else(|p| p.into_inner()).stop_all(Duration::from_secs(5));
     drop(injector);
     Ok(report)
+}
+
+/// Frames of automatic batching: what a busy service's concurrent calls fill.
+const AUTO_BATCH_MAX: usize = 256;
+
+/// The client the workload's tasks share: `client` itself, or one like it that batches
+/// (`auto_batch`). The checks always read through `client`.
+pub(crate) fn workload_client(client: &Client, config: ClientConfig, auto_batch: bool) -> Result<Client> {
+    if !auto_batch {
+        return Ok(client.clone());
+    }
+    Client::connect(config.batching(AUTO_BATCH_MAX, 0)).map_err(|e| format!("batching client: {e}"))
 }
 
 /// After the heal (every node answering): waits for quiescence, resolves unknown outcomes,

@@ -104,7 +104,7 @@ pub async fn bounded<F: std::future::Future>(limit: Duration, f: F) -> F::Output
 /// A chaos run of 3 nodes of 8 shards with every fault kind (partitions only where iptables
 /// is usable), whose checker must pass. Two runs must not overlap: they would share the
 /// nodes' loopback addresses and, in one process, the firewall chain.
-pub async fn chaos_passes(seed: u64, duration: Duration, base_port: u16, extra_args: Vec<String>) {
+pub async fn chaos_passes(seed: u64, duration: Duration, base_port: u16, extra_args: Vec<String>, auto_batch: bool) {
     let mut faults = FaultKind::parse_list("kill,pause,partition,restart,wipe").unwrap();
     if let Err(e) = net::available() {
         eprintln!("note: iptables unusable ({e}): partition faults skipped in this test");
@@ -118,6 +118,7 @@ pub async fn chaos_passes(seed: u64, duration: Duration, base_port: u16, extra_a
         faults_explicit: true,
         seed,
         clients: 16,
+        auto_batch,
         out: out.path().to_path_buf(),
         shards: 8,
         base_port,
