@@ -420,8 +420,9 @@ async fn run_inner(opts: &ChaosOptions, compose: &Compose, spec: ClusterSpec, sa
     compose.run(&["up", "-d"])?;
     let took = wait_ready(&spec, READY_LIMIT).await?;
     say(format!("all {NODES} containers answer Admin.Status with leaders after {} ms", took.as_millis()));
-    let client = Client::connect(client_config(&spec)).expect("client");
-    let workload_client = super::workload_client(&client, client_config(&spec), opts.auto_batch)?;
+    let config = client_config(&spec);
+    let client = Client::connect(config.clone()).map_err(|e| format!("client: {e}"))?;
+    let workload_client = super::workload_client(&client, config, opts.auto_batch)?;
     let mut injector = DockerInjector {
         compose,
         spec: spec.clone(),

@@ -129,8 +129,9 @@ async fn run_inner(opts: ChaosOptions, say: &mut (dyn FnMut(String) + Send)) -> 
     ));
     let cluster = Cluster::launch(spec.clone())?;
     cluster.wait_ready(Duration::from_secs(30), true).await?;
-    let client = cluster.client_with(1_000, 5_000, 200);
-    let workload_client = workload_client(&client, cluster.client_config(1_000, 5_000, 200), opts.auto_batch)?;
+    let config = cluster.client_config(1_000, 5_000, 200);
+    let client = Client::connect(config.clone()).map_err(|e| format!("client: {e}"))?;
+    let workload_client = workload_client(&client, config, opts.auto_batch)?;
     let cluster = Arc::new(Mutex::new(cluster));
     let mut injector = Injector { cluster: cluster.clone(), firewall };
 

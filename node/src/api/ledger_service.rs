@@ -6,13 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::admission::Admission;
 use super::status::error_detail;
-use super::submit_stream::{serve_stream, StreamContext, REPLY_FRAMES_MAX};
+use super::submit_stream::{serve_stream, StreamContext};
 use super::{convert, deadline_of, unexpected, within};
 use crate::error::NodeError;
 use crate::ledger::{self, Command, ErrorCode, LedgerError, Outcome};
@@ -173,10 +171,8 @@ impl Ledger for LedgerService {
     type SubmitStreamStream = Pin<Box<dyn Stream<Item = Result<proto::SubmitStreamReply, Status>> + Send + 'static>>;
 
     async fn submit_stream(&self, request: Request<Streaming<proto::SubmitStreamRequest>>) -> Result<Response<Self::SubmitStreamStream>, Status> {
-        let (out, replies) = mpsc::channel(REPLY_FRAMES_MAX);
         let ctx = StreamContext { router: self.router.clone(), admission: self.admission.clone(), request_timeout: self.request_timeout };
-        tokio::spawn(serve_stream(ctx, request.into_inner(), out));
-        Ok(Response::new(Box::pin(ReceiverStream::new(replies))))
+        Ok(Response::new(Box::pin(serve_stream(ctx, request.into_inner()))))
     }
 
     async fn topology(&self, _request: Request<proto::TopologyRequest>) -> Result<Response<proto::TopologyReply>, Status> {

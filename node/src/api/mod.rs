@@ -23,9 +23,14 @@ pub fn deadline_of<T>(request: &Request<T>, cap: Duration) -> Duration {
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout)
-        // tonic's server enforces grpc-timeout itself, with an untyped status: finish first,
-        // so the client gets our TIMEOUT (with its code and advice) instead.
-        .map_or(cap, |d| d.saturating_sub(d / 10).min(cap))
+        .map_or(cap, |asked| before_the_caller(asked, cap))
+}
+
+/// How long the node works on a call whose caller waits `asked`: a tenth less, so that the
+/// caller hears our TIMEOUT (with its code and advice) rather than its own timeout (tonic's
+/// server even enforces grpc-timeout itself, with an untyped status), and never beyond `cap`.
+pub fn before_the_caller(asked: Duration, cap: Duration) -> Duration {
+    asked.saturating_sub(asked / 10).min(cap)
 }
 
 /// `grpc-timeout` is 1 to 8 digits followed by a unit: H, M, S, m (ms), u (µs), n (ns).

@@ -12,20 +12,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use super::admission::Admission;
-use super::convert;
+use super::{before_the_caller, convert};
 use super::ledger_service::{batch_result, BATCH_COMMANDS_MAX};
-use crate::call_stream::serve_calls;
+use crate::call_stream::spawn_serving;
 use crate::error::NodeError;
 use crate::ledger::{ErrorCode, LedgerError};
 use crate::proto::{StreamCall, StreamResult, SubmitStreamReply, SubmitStreamRequest};
 use crate::router::Router;
-
-/// Reply frames buffered per stream before its task waits for the network.
-pub const REPLY_FRAMES_MAX: usize = 8;
 
 /// What one stream's calls share: where they run, the node's bound and its timeout.
 #[derive(Clone)]
@@ -35,15 +32,13 @@ pub struct StreamContext {
     pub request_timeout: Duration,
 }
 
-/// How long the node works on a call: what the caller waits, less a tenth so that it hears
-/// our TIMEOUT rather than its own (as `deadline_of` does for a unary call's grpc-timeout),
-/// never beyond the node's request timeout.
+/// How long the node works on a call: as for a unary call's grpc-timeout (`deadline_of`), the
+/// node's request timeout when the call names none (0).
 fn call_deadline(timeout_ms: u64, request_timeout: Duration) -> Duration {
-    if timeout_ms == 0 {
-        return request_timeout;
+    match timeout_ms {
+        0 => request_timeout,
+        ms => before_the_caller(Duration::from_millis(ms), request_timeout),
     }
-    let asked = Duration::from_millis(timeout_ms);
-    asked.saturating_sub(asked / 10).min(request_timeout)
 }
 
 /// Runs one call and makes its result.
@@ -70,12 +65,12 @@ fn frame_error(calls: usize) -> Option<Status> {
         ))))
 }
 
-/// Serves one stream (see `call_stream`): a bad frame ends it with INVALID_ARGUMENT once
-/// the calls taken before it are answered.
-pub async fn serve_stream(ctx: StreamContext, frames: Streaming<SubmitStreamRequest>, out: mpsc::Sender<Result<SubmitStreamReply, Status>>) {
+/// Serves one stream in a task of its own (see `call_stream`) and returns its reply frames:
+/// a bad frame ends it with INVALID_ARGUMENT once the calls taken before it are answered.
+pub fn serve_stream(ctx: StreamContext, frames: Streaming<SubmitStreamRequest>) -> ReceiverStream<Result<SubmitStreamReply, Status>> {
     let calls = |frame: SubmitStreamRequest| frame_error(frame.calls.len()).map_or(Ok(frame.calls), Err);
-    let run = |call| serve_call(ctx.clone(), call);
-    serve_calls(frames, calls, run, |results| SubmitStreamReply { results }, out).await;
+    let run = move |call| serve_call(ctx.clone(), call);
+    spawn_serving(frames, calls, run, |results| SubmitStreamReply { results })
 }
 
 #[cfg(test)]

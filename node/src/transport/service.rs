@@ -8,18 +8,13 @@ use std::time::Duration;
 use futures::Stream;
 use protobuf::Message as _;
 use raft::prelude::Message as RaftMessage;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::forward::{PeerReply, PeerRequest};
-use crate::call_stream::serve_calls;
+use crate::call_stream::spawn_serving;
 use crate::error::{NodeError, NodeResult};
 use crate::proto::peer::{peer_server::Peer, ForwardAnswer, ForwardAnswers, ForwardCall, ForwardFrame, RaftAck, RaftFrame};
 use crate::router::Router;
-
-/// Answer frames buffered per Forward stream before its server task waits for the network.
-const ANSWER_FRAMES_MAX: usize = 8;
 
 pub struct PeerService {
     router: Arc<Router>,
@@ -76,10 +71,9 @@ impl Peer for PeerService {
     type ForwardStreamStream = Pin<Box<dyn Stream<Item = Result<ForwardAnswers, Status>> + Send + 'static>>;
 
     async fn forward_stream(&self, request: Request<Streaming<ForwardFrame>>) -> Result<Response<Self::ForwardStreamStream>, Status> {
-        let (out, answers) = mpsc::channel(ANSWER_FRAMES_MAX);
         let (router, request_timeout) = (self.router.clone(), self.request_timeout);
         let run = move |call| serve(router.clone(), call, request_timeout);
-        tokio::spawn(serve_calls(request.into_inner(), |frame: ForwardFrame| Ok(frame.calls), run, |answers| ForwardAnswers { answers }, out));
-        Ok(Response::new(Box::pin(ReceiverStream::new(answers))))
+        let answers = spawn_serving(request.into_inner(), |frame: ForwardFrame| Ok(frame.calls), run, |answers| ForwardAnswers { answers });
+        Ok(Response::new(Box::pin(answers)))
     }
 }
