@@ -299,9 +299,15 @@ impl Client {
 }
 
 fn new_node(uri: String, config: &ClientConfig) -> Result<Node, ClientError> {
-    let endpoint = Endpoint::from_shared(uri.clone())
+    let mut endpoint = Endpoint::from_shared(uri.clone())
         .map_err(|e| ClientError::local(ErrorCode::InvalidArgument, format!("{uri}: {e}")))?
         .connect_timeout(ms(config.attempt_timeout_ms));
+    if config.keepalive_ms > 0 {
+        endpoint = endpoint
+            .http2_keep_alive_interval(ms(config.keepalive_ms))
+            .keep_alive_timeout(ms(config.attempt_timeout_ms))
+            .keep_alive_while_idle(true);
+    }
     Ok(Node {
         uri,
         channel: endpoint.connect_lazy(),

@@ -19,6 +19,12 @@ pub struct ClientConfig {
     /// Limit for one attempt (and for opening its connection). After it the outcome is
     /// unknown and the next endpoint is tried with the same request id.
     pub attempt_timeout_ms: u64,
+    /// HTTP/2 keepalive: a connection silent this long (milliseconds) is pinged, and one
+    /// that answers no ping within `attempt_timeout_ms` is closed, so the calls and the
+    /// batching stream on a node that stopped answering without a reset (paused, cut off by
+    /// a firewall, its host gone) fail at once and the next ones reconnect; without pings
+    /// they would wait until TCP gives up, minutes later. 0 turns pings off.
+    pub keepalive_ms: u64,
     /// Limit for the whole call, retries included. A leader election takes a few hundred ms,
     /// so the default leaves room for several.
     pub deadline_ms: u64,
@@ -40,6 +46,7 @@ impl Default for ClientConfig {
         ClientConfig {
             endpoints: Vec::new(),
             attempt_timeout_ms: 2_000,
+            keepalive_ms: 1_000,
             deadline_ms: 15_000,
             backoff_ms_initial: 20,
             backoff_ms_max: 500,
