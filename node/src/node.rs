@@ -339,7 +339,7 @@ async fn run(cfg: NodeConfig) -> Result<(), String> {
     }
     let group_commit = GroupCommit {
         delay: Duration::from_micros(cfg.group_commit_delay_us),
-        min_waiters: cfg.group_commit_min_writers as usize,
+        min_writers: cfg.group_commit_min_writers as usize,
     };
     let (syncer, _sync_thread) = Syncer::start(engine.clone(), wal.clone(), group_commit);
     let hooks = Arc::new(NodeHooks {

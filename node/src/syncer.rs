@@ -40,23 +40,23 @@ const SLOW_SYNC_WARN: Duration = Duration::from_millis(250);
 /// `pwrite`, an `fdatasync` (about 95 us of CPU on this machine's virtual disk, counted in the
 /// cluster) and a sleep and wake of the sync thread; with 16 unbatched clients a node ran
 /// about 0.7 rounds per gift, a quarter of its CPU. So after a round that covered at least
-/// `min_waiters` requests (shards writing concurrently), the next one waits `delay` after its
+/// `min_writers` requests (shards writing concurrently), the next one waits `delay` after its
 /// first request before it writes and syncs, and takes what arrived meanwhile. A round that
 /// follows a lone request starts at once: a single client's commands (or an idle cluster's)
 /// are not delayed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupCommit {
     pub delay: Duration,
-    pub min_waiters: usize,
+    pub min_writers: usize,
 }
 
 impl GroupCommit {
     /// Every round starts at once.
-    pub const IMMEDIATE: GroupCommit = GroupCommit { delay: Duration::ZERO, min_waiters: usize::MAX };
+    pub const IMMEDIATE: GroupCommit = GroupCommit { delay: Duration::ZERO, min_writers: usize::MAX };
 
     /// Whether a round after one that served `last_waiters` requests waits.
     fn waits_after(&self, last_waiters: usize) -> bool {
-        !self.delay.is_zero() && last_waiters >= self.min_waiters
+        !self.delay.is_zero() && last_waiters >= self.min_writers
     }
 }
 
@@ -180,7 +180,7 @@ mod tests {
         let engine = Arc::new(MemEngine::new());
         let dir = tempfile::tempdir().unwrap();
         let wal = Arc::new(RaftWal::open(dir.path()).unwrap());
-        let (syncer, _thread) = Syncer::start(engine, wal, GroupCommit { delay, min_waiters: 2 });
+        let (syncer, _thread) = Syncer::start(engine, wal, GroupCommit { delay, min_writers: 2 });
         let answered_within = |rx: std::sync::mpsc::Receiver<std::time::Instant>, sent: std::time::Instant| {
             rx.recv_timeout(Duration::from_secs(10)).expect("answered").duration_since(sent)
         };
