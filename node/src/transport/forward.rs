@@ -35,12 +35,6 @@ const FRAME_CALLS_MAX: usize = 1_024;
 const STREAM_FRAMES_MAX: usize = 8;
 /// Requests queued per peer before callers are told UNAVAILABLE.
 const FORWARD_QUEUE_MAX: usize = 65_536;
-const CONNECT_TIMEOUT_MS: u64 = 1_000;
-/// A peer that answers no HTTP/2 ping within `KEEPALIVE_TIMEOUT_MS` of one sent after
-/// `KEEPALIVE_INTERVAL_MS` of silence has its stream closed: its callers hear UNAVAILABLE
-/// instead of each waiting out its deadline until the kernel gives the connection up.
-const KEEPALIVE_INTERVAL_MS: u64 = 1_000;
-const KEEPALIVE_TIMEOUT_MS: u64 = 2_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum PeerRequest {
@@ -80,14 +74,7 @@ impl Peers {
     pub fn new(self_id: u64, members: &BTreeMap<u64, String>, source_ip: Option<std::net::IpAddr>) -> Result<Self, String> {
         let mut lanes = BTreeMap::new();
         for (&id, addr) in members.iter().filter(|(&id, _)| id != self_id) {
-            let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|e| format!("peer {id} address {addr:?}: {e}"))?
-                .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-                .http2_keep_alive_interval(Duration::from_millis(KEEPALIVE_INTERVAL_MS))
-                .keep_alive_timeout(Duration::from_millis(KEEPALIVE_TIMEOUT_MS))
-                .keep_alive_while_idle(true)
-                .tcp_nodelay(true)
-                .local_address(source_ip);
+            let endpoint = super::peer_endpoint(addr, source_ip).map_err(|e| format!("peer {id}: {e}"))?;
             let (tx, rx) = mpsc::channel(FORWARD_QUEUE_MAX);
             tokio::spawn(run_lane(id, endpoint, rx));
             lanes.insert(id, tx);

@@ -4,7 +4,8 @@
 //! peer has a bounded queue; a task drains it into frames (every message available, up to
 //! `FRAME_MESSAGES_MAX`) on a client stream, reconnecting with backoff when the peer is down.
 //! A full queue drops messages: raft retransmits, and an unbounded queue would turn a slow
-//! peer into an out-of-memory node.
+//! peer into an out-of-memory node. HTTP/2 keepalive closes a connection to a peer that went
+//! silent without a reset; the next message then reconnects.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,7 +25,6 @@ const FRAME_MESSAGES_MAX: usize = 4_096;
 const STREAM_FRAMES_MAX: usize = 8;
 const BACKOFF_MS_MIN: u64 = 20;
 const BACKOFF_MS_MAX: u64 = 1_000;
-const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// Largest gRPC message between peers (a raft snapshot travels in one message).
 pub const PEER_MESSAGE_BYTES_MAX: usize = 256 << 20;
 
@@ -64,11 +64,8 @@ impl RaftLinks {
 async fn run_link(self_id: u64, peer: u64, addr: String, source_ip: Option<std::net::IpAddr>, mut queue: mpsc::Receiver<ShardMessage>) {
     let mut backoff_ms = BACKOFF_MS_MIN;
     loop {
-        let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
-            Ok(e) => e
-                .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-                .tcp_nodelay(true)
-                .local_address(source_ip),
+        let endpoint = match super::peer_endpoint(&addr, source_ip) {
+            Ok(e) => e,
             Err(e) => {
                 tracing::error!(peer, %addr, error = %e, "invalid peer address; link stopped");
                 return;
@@ -111,5 +108,115 @@ async fn run_link(self_id: u64, peer: u64, addr: String, source_ip: Option<std::
         }
         let outcome = call.await;
         tracing::info!(peer, %addr, ?outcome, "raft link down; reconnecting");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tonic::transport::server::TcpIncoming;
+    use tonic::{Request, Response, Status, Streaming};
+
+    use super::*;
+    use crate::proto::peer::peer_server::{Peer, PeerServer};
+    use crate::proto::peer::{ForwardAnswers, ForwardFrame, RaftAck};
+
+    /// Counts the raft messages it receives.
+    #[derive(Clone, Default)]
+    struct CountingPeer(Arc<AtomicUsize>);
+
+    #[tonic::async_trait]
+    impl Peer for CountingPeer {
+        async fn raft(&self, request: Request<Streaming<RaftFrame>>) -> Result<Response<RaftAck>, Status> {
+            let mut frames = request.into_inner();
+            while let Some(Ok(frame)) = frames.next().await {
+                self.0.fetch_add(frame.messages.len(), Ordering::SeqCst);
+            }
+            Ok(Response::new(RaftAck::default()))
+        }
+
+        type ForwardStreamStream = ReceiverStream<Result<ForwardAnswers, Status>>;
+
+        async fn forward_stream(&self, _: Request<Streaming<ForwardFrame>>) -> Result<Response<Self::ForwardStreamStream>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+    }
+
+    /// A TCP proxy to `upstream` that counts the connections it takes; once `frozen` moves
+    /// past a connection's generation, that connection swallows its bytes both ways and
+    /// stays open (a peer cut off without a reset), while new connections pass.
+    async fn freezing_proxy(upstream: SocketAddr, frozen: Arc<AtomicU64>, connections: Arc<AtomicUsize>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                connections.fetch_add(1, Ordering::SeqCst);
+                let born = frozen.load(Ordering::SeqCst);
+                let server = TcpStream::connect(upstream).await.unwrap();
+                let (client_rx, client_tx) = client.into_split();
+                let (server_rx, server_tx) = server.into_split();
+                for (mut from, mut to) in [(client_rx, server_tx), (server_rx, client_tx)] {
+                    let frozen = frozen.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n @ 1..) = from.read(&mut buf).await {
+                            if frozen.load(Ordering::SeqCst) == born && to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        addr
+    }
+
+    fn heartbeat() -> RaftMessage {
+        let mut m = RaftMessage::default();
+        m.set_msg_type(raft::prelude::MessageType::MsgHeartbeat);
+        m.from = 1;
+        m.to = 2;
+        m
+    }
+
+    /// Sends a heartbeat every 100 ms until `received` exceeds `above`; the time it took.
+    async fn heartbeats_until_received(links: &RaftLinks, received: &AtomicUsize, above: usize) -> Duration {
+        let started = std::time::Instant::now();
+        while received.load(Ordering::SeqCst) <= above {
+            assert!(started.elapsed() < Duration::from_secs(20), "no message got through");
+            links.send(0, vec![heartbeat()]);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        started.elapsed()
+    }
+
+    #[tokio::test]
+    async fn a_link_to_a_peer_gone_silent_is_closed_by_keepalive_and_reconnects() {
+        let received = Arc::new(AtomicUsize::new(0));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(PeerServer::new(CountingPeer(received.clone())))
+                .serve_with_incoming(TcpIncoming::from(listener)),
+        );
+        let (frozen, connections) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicUsize::new(0)));
+        let proxy = freezing_proxy(upstream, frozen.clone(), connections.clone()).await;
+        let members = BTreeMap::from([(1, "127.0.0.1:1".to_string()), (2, proxy.to_string())]);
+        let links = RaftLinks::start(1, &members, None);
+        heartbeats_until_received(&links, &received, 0).await;
+
+        frozen.fetch_add(1, Ordering::SeqCst);
+        let before = received.load(Ordering::SeqCst);
+        let took = heartbeats_until_received(&links, &received, before).await;
+        assert_eq!(connections.load(Ordering::SeqCst), 2, "the link reconnected");
+        // A ping after 1 s of silence, 2 s to answer it, then the next message reconnects.
+        assert!(took < Duration::from_secs(5), "took {took:?}");
     }
 }
