@@ -369,7 +369,7 @@ async fn run(cfg: NodeConfig) -> Result<(), String> {
     tracing::info!(node = cfg.id, address = %local, shards = cfg.shards, data_dir = %cfg.data_dir.display(), "coinledger node serving");
     println!("coinledger-node {} serving on {local} ({} shards, data in {})", cfg.id, cfg.shards, cfg.data_dir.display());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
+    let server = grpc_server(CONNECTION_KEEPALIVE, CONNECTION_KEEPALIVE_TIMEOUT)
         .add_service(LedgerServer::new(ledger))
         .add_service(AdminServer::new(admin))
         .add_service(
@@ -425,12 +425,54 @@ async fn shutdown_signal() {
     }
 }
 
+/// How long a connection to the node (a client's, or a peer's) may stay silent before the node
+/// pings it, and how long it then has to answer. One that does not is closed with its streams:
+/// a SubmitStream or peer stream whose other end vanished without a reset (its host gone, cut
+/// off) would otherwise keep its task and buffers until the kernel gave up on the connection,
+/// which for a connection with nothing to send is never. Clients and peers ping more often
+/// themselves (1 s) to find a dead node quickly; this only reaps.
+const CONNECTION_KEEPALIVE: Duration = Duration::from_secs(10);
+const CONNECTION_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn grpc_server(keepalive: Duration, keepalive_timeout: Duration) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive_timeout))
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::parse as config;
     use crate::storage::MemEngine;
+
+    #[tokio::test]
+    async fn the_server_closes_a_connection_whose_other_end_went_silent() {
+        use crate::proto::peer::{peer_client::PeerClient, RaftFrame};
+        use crate::transport::testing::{serve_counting_peer, FreezingProxy};
+
+        let (upstream, received) = serve_counting_peer(grpc_server(Duration::from_millis(200), Duration::from_millis(300))).await;
+        let proxy = FreezingProxy::start(upstream).await;
+        // A client that does not ping, with a stream it keeps open and silent.
+        let mut client = PeerClient::connect(format!("http://{}", proxy.addr)).await.unwrap();
+        let (frames, frames_rx) = tokio::sync::mpsc::channel(1);
+        let call = tokio::spawn(async move { client.raft(tokio_stream::wrappers::ReceiverStream::new(frames_rx)).await });
+        frames.send(RaftFrame { from_node: 1, messages: Vec::new() }).await.unwrap();
+        // Past a ping and its timeout: answered pings keep the connection.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(proxy.upstream_closed(), 0, "a connection that answers pings is kept");
+        assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        proxy.freeze();
+        let frozen = std::time::Instant::now();
+        while proxy.upstream_closed() == 0 {
+            assert!(frozen.elapsed() < Duration::from_secs(10), "the server kept the silent connection");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A ping after 200 ms of silence, unanswered for 300 ms.
+        assert!(frozen.elapsed() < Duration::from_secs(2), "closed after {:?}", frozen.elapsed());
+        drop((frames, call));
+    }
 
     #[test]
     fn a_data_directory_keeps_its_identity_and_format() {

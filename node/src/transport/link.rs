@@ -113,69 +113,10 @@ async fn run_link(self_id: u64, peer: u64, addr: String, source_ip: Option<std::
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    use futures::StreamExt;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-    use tonic::transport::server::TcpIncoming;
-    use tonic::{Request, Response, Status, Streaming};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::proto::peer::peer_server::{Peer, PeerServer};
-    use crate::proto::peer::{ForwardAnswers, ForwardFrame, RaftAck};
-
-    /// Counts the raft messages it receives.
-    #[derive(Clone, Default)]
-    struct CountingPeer(Arc<AtomicUsize>);
-
-    #[tonic::async_trait]
-    impl Peer for CountingPeer {
-        async fn raft(&self, request: Request<Streaming<RaftFrame>>) -> Result<Response<RaftAck>, Status> {
-            let mut frames = request.into_inner();
-            while let Some(Ok(frame)) = frames.next().await {
-                self.0.fetch_add(frame.messages.len(), Ordering::SeqCst);
-            }
-            Ok(Response::new(RaftAck::default()))
-        }
-
-        type ForwardStreamStream = ReceiverStream<Result<ForwardAnswers, Status>>;
-
-        async fn forward_stream(&self, _: Request<Streaming<ForwardFrame>>) -> Result<Response<Self::ForwardStreamStream>, Status> {
-            Err(Status::unimplemented("not in this test"))
-        }
-    }
-
-    /// A TCP proxy to `upstream` that counts the connections it takes; once `frozen` moves
-    /// past a connection's generation, that connection swallows its bytes both ways and
-    /// stays open (a peer cut off without a reset), while new connections pass.
-    async fn freezing_proxy(upstream: SocketAddr, frozen: Arc<AtomicU64>, connections: Arc<AtomicUsize>) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                connections.fetch_add(1, Ordering::SeqCst);
-                let born = frozen.load(Ordering::SeqCst);
-                let server = TcpStream::connect(upstream).await.unwrap();
-                let (client_rx, client_tx) = client.into_split();
-                let (server_rx, server_tx) = server.into_split();
-                for (mut from, mut to) in [(client_rx, server_tx), (server_rx, client_tx)] {
-                    let frozen = frozen.clone();
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 16 * 1024];
-                        while let Ok(n @ 1..) = from.read(&mut buf).await {
-                            if frozen.load(Ordering::SeqCst) == born && to.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    });
-                }
-            }
-        });
-        addr
-    }
+    use crate::transport::testing::{serve_counting_peer, FreezingProxy};
 
     fn heartbeat() -> RaftMessage {
         let mut m = RaftMessage::default();
@@ -198,24 +139,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_link_to_a_peer_gone_silent_is_closed_by_keepalive_and_reconnects() {
-        let received = Arc::new(AtomicUsize::new(0));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let upstream = listener.local_addr().unwrap();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(PeerServer::new(CountingPeer(received.clone())))
-                .serve_with_incoming(TcpIncoming::from(listener)),
-        );
-        let (frozen, connections) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicUsize::new(0)));
-        let proxy = freezing_proxy(upstream, frozen.clone(), connections.clone()).await;
-        let members = BTreeMap::from([(1, "127.0.0.1:1".to_string()), (2, proxy.to_string())]);
+        let (upstream, received) = serve_counting_peer(tonic::transport::Server::builder()).await;
+        let proxy = FreezingProxy::start(upstream).await;
+        let members = BTreeMap::from([(1, "127.0.0.1:1".to_string()), (2, proxy.addr.to_string())]);
         let links = RaftLinks::start(1, &members, None);
         heartbeats_until_received(&links, &received, 0).await;
 
-        frozen.fetch_add(1, Ordering::SeqCst);
+        proxy.freeze();
         let before = received.load(Ordering::SeqCst);
         let took = heartbeats_until_received(&links, &received, before).await;
-        assert_eq!(connections.load(Ordering::SeqCst), 2, "the link reconnected");
+        assert_eq!(proxy.connections(), 2, "the link reconnected");
         // A ping after 1 s of silence, 2 s to answer it, then the next message reconnects.
         assert!(took < Duration::from_secs(5), "took {took:?}");
     }

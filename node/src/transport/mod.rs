@@ -5,6 +5,8 @@
 pub mod forward;
 pub mod link;
 pub mod service;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use forward::{PeerReply, PeerRequest, Peers};
 pub use link::RaftLinks;
