@@ -516,7 +516,7 @@ impl Replica {
     /// replicates and has every committed entry. Under load the leader almost always has an
     /// entry in flight, so "has the last entry" (the rule before) almost never held and the
     /// leaders stayed piled up: a 64-shard cluster ran whole benches with 8 / 26 / 30 leaders
-    /// per node, and with `--one-thread` the busiest node's thread set the pace.
+    /// per node, which on machines of their own lets the busiest node set the pace.
     fn rebalance(&mut self) {
         let preferred = self.cfg.voters[0];
         let raft = &self.raw.raft;
@@ -608,8 +608,9 @@ impl Replica {
 
     /// Whether the batch may go out as an entry now: nothing of ours in flight (see
     /// [`Replica::process`]) and no leadership transfer under way. raft-rs drops proposals
-    /// while it transfers; the batch waits instead, and is refused with the new leader's
-    /// hint once the transfer completes (`propose_batch`), or proposed if it is aborted.
+    /// while it transfers; the batch waits instead, and is refused NOT_LEADER once the
+    /// transfer completes (`propose_batch`; naming the new leader if it is known by then,
+    /// never this node), or proposed if the transfer is aborted.
     fn may_propose(&self) -> bool {
         self.unsynced.is_empty() && self.proposals.is_empty() && self.raw.raft.lead_transferee.is_none()
     }
