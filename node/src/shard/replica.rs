@@ -1114,18 +1114,41 @@ pub(crate) mod tests {
         (replica, engine)
     }
 
-    /// A three-replica shard on in-memory engines, replica 1 elected; index i is node i + 1.
-    fn trio() -> Vec<(Replica, SimDisk)> {
-        let mut trio: Vec<(Replica, SimDisk)> = (1..=3)
+    /// A three-replica shard on in-memory engines, none elected yet; index i is node i + 1.
+    fn unelected_trio() -> Vec<(Replica, SimDisk)> {
+        (1..=3)
             .map(|node_id| {
                 let engine = SimDisk::new();
                 (engine.open_replica(test_config(node_id, 3)).unwrap(), engine)
             })
-            .collect();
+            .collect()
+    }
+
+    /// A three-replica shard on in-memory engines, replica 1 elected; index i is node i + 1.
+    fn trio() -> Vec<(Replica, SimDisk)> {
+        let mut trio = unelected_trio();
         trio[0].0.campaign_if_preferred();
         exchange(&mut trio);
         assert_eq!(trio[0].0.status().role, "leader");
         trio
+    }
+
+    /// Processes `replica` once (syncing if asked) and returns the messages it sends, held
+    /// back from their receivers.
+    fn process_once(replica: &mut Replica, engine: &SimDisk) -> Vec<RaftMessage> {
+        let mut out = Output::default();
+        replica.process(&mut out);
+        if let Some(number) = out.sync {
+            engine.sync().unwrap();
+            replica.on_persisted(number, &mut out);
+        }
+        out.messages
+    }
+
+    fn deliver(replicas: &mut [(Replica, SimDisk)], messages: Vec<RaftMessage>) {
+        for m in messages {
+            replicas[(m.to - 1) as usize].0.step(m);
+        }
     }
 
     /// Runs the replicas, syncing whenever asked and delivering every message, until none is
@@ -1133,23 +1156,12 @@ pub(crate) mod tests {
     fn exchange(replicas: &mut [(Replica, SimDisk)]) -> Vec<(MessageType, u64, u64)> {
         let mut delivered = Vec::new();
         for _ in 0..100 {
-            let mut messages = Vec::new();
-            for (replica, engine) in replicas.iter_mut() {
-                let mut out = Output::default();
-                replica.process(&mut out);
-                if let Some(number) = out.sync {
-                    engine.sync().unwrap();
-                    replica.on_persisted(number, &mut out);
-                }
-                messages.append(&mut out.messages);
-            }
+            let messages: Vec<RaftMessage> = replicas.iter_mut().flat_map(|(replica, engine)| process_once(replica, engine)).collect();
             if messages.is_empty() {
                 return delivered;
             }
-            for m in messages {
-                delivered.push((m.get_msg_type(), m.from, m.to));
-                replicas[(m.to - 1) as usize].0.step(m);
-            }
+            delivered.extend(messages.iter().map(|m| (m.get_msg_type(), m.from, m.to)));
+            deliver(replicas, messages);
         }
         panic!("the replicas never went quiet");
     }
@@ -1223,32 +1235,9 @@ pub(crate) mod tests {
         rx
     }
 
-    /// Processes `replica` once (syncing if asked) and returns the messages it sends, held
-    /// back from their receivers.
-    fn process_once(replica: &mut Replica, engine: &SimDisk) -> Vec<RaftMessage> {
-        let mut out = Output::default();
-        replica.process(&mut out);
-        if let Some(number) = out.sync {
-            engine.sync().unwrap();
-            replica.on_persisted(number, &mut out);
-        }
-        out.messages
-    }
-
-    fn deliver(replicas: &mut [(Replica, SimDisk)], messages: Vec<RaftMessage>) {
-        for m in messages {
-            replicas[(m.to - 1) as usize].0.step(m);
-        }
-    }
-
     #[test]
     fn a_preferred_replica_whose_first_campaign_reached_nobody_campaigns_again_soon() {
-        let mut trio: Vec<(Replica, SimDisk)> = (1..=3)
-            .map(|node_id| {
-                let engine = SimDisk::new();
-                (engine.open_replica(test_config(node_id, 3)).unwrap(), engine)
-            })
-            .collect();
+        let mut trio = unelected_trio();
         // Node 1 starts first: its campaign goes out before the others listen.
         trio[0].0.campaign_if_preferred();
         let (first, engine) = &mut trio[0];
