@@ -20,9 +20,9 @@ const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// `KEEPALIVE_INTERVAL_MS` of silence has its connection closed, and the stream on it ends:
 /// forwarded calls are answered UNAVAILABLE instead of each waiting out its deadline, and the
 /// raft link reconnects. Without pings a peer cut off without a reset (paused, a firewall
-/// dropping packets) held the connection until the kernel gave up on it, and after a long
-/// cut the link's retransmissions, backed off to tens of seconds, stayed silent that long
-/// after the route came back.
+/// dropping packets) held the connection until the kernel gave up on it, and after a cut
+/// the link waited for TCP's next retransmission, whose interval doubles with every one
+/// lost (up to 2 minutes), before anything flowed again.
 const KEEPALIVE_INTERVAL_MS: u64 = 1_000;
 const KEEPALIVE_TIMEOUT_MS: u64 = 2_000;
 
