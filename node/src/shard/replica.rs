@@ -122,6 +122,12 @@ pub struct Replica {
     next_flush_tick: u64,
     /// Bytes of the raft log, for compaction by size.
     log_bytes: LogBytes,
+    /// The (first log index, flushed index) [`Replica::maybe_compact`] last found nothing to
+    /// compact at. Its answer depends on nothing else (entries at or below the flushed index
+    /// are committed, never replaced), and it runs after every Ready: the byte count's binary
+    /// search over up to 10,000 samples per shard, cold in the cache, was 2.3% of a node's CPU
+    /// samples under 16 unbatched clients.
+    compaction_checked: Option<(u64, u64)>,
     /// Commands waiting to be proposed as one entry.
     batch: Vec<(Command, ProposeReply)>,
     /// CompleteEffects waiting to ride along with the next entry (see [`COMPLETION_WAIT_TICKS`]),
@@ -312,6 +318,7 @@ impl Replica {
             flushed_index: applied_index,
             next_flush_tick,
             log_bytes: LogBytes::default(),
+            compaction_checked: None,
             batch: Vec::new(),
             completions: Vec::new(),
             completions_since_tick: 0,
@@ -867,7 +874,7 @@ impl Replica {
         let (limit_entries, limit_bytes) = (self.cfg.compact_log_entries, self.cfg.compact_log_bytes);
         let first = self.raw.store().first_log_index();
         let flushed = self.flushed_index;
-        if flushed < first {
+        if flushed < first || self.compaction_checked == Some((first, flushed)) {
             return;
         }
         let mut to_index = 0;
@@ -876,6 +883,9 @@ impl Replica {
         }
         if self.log_bytes.between(first - 1, flushed) > limit_bytes {
             to_index = to_index.max(self.log_bytes.compact_point(flushed, limit_bytes / 2).unwrap_or(flushed));
+        }
+        if to_index < first {
+            self.compaction_checked = Some((first, flushed));
         }
         self.compact_to(to_index);
     }
@@ -1313,6 +1323,38 @@ pub(crate) mod tests {
         assert_eq!(trio[0].0.raw.raft.lead_transferee, None);
         exchange(&mut trio);
         assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
+    }
+
+    #[test]
+    fn the_log_is_compacted_by_entries_and_by_bytes_once_the_state_is_flushed() {
+        for (entries_max, bytes_max) in [(4, 32 << 20), (10_000, 400)] {
+            let disk = SimDisk::new();
+            let cfg = ReplicaConfig { compact_log_entries: entries_max, compact_log_bytes: bytes_max, ..test_config(1, 1) };
+            let mut replica = disk.open_replica(cfg).unwrap();
+            replica.campaign_if_preferred();
+            settle(&mut replica, &disk);
+            let buy = |replica: &mut Replica, i: usize| {
+                let mut bought = propose(replica, sim::purchase_cmd(&format!("r{i}"), "fan", "9.99", "USD", &format!("pay-{i}")));
+                settle(replica, &disk);
+                assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
+            };
+            // Within both bounds when flushed: the Readies after it find nothing to compact
+            // (and remember so), then the log outgrows both bounds above the flushed index.
+            buy(&mut replica, 0);
+            replica.flush_state_now();
+            for i in 1..12 {
+                buy(&mut replica, i);
+            }
+            assert_eq!(replica.raw.store().first_log_index(), 1, "limits {entries_max} entries, {bytes_max} bytes");
+            // Once that is flushed too, the next Ready compacts.
+            replica.flush_state_now();
+            let flushed = replica.raw.raft.raft_log.last_index();
+            buy(&mut replica, 12);
+            let first = replica.raw.store().first_log_index();
+            assert!(first > 1 && first <= flushed + 1, "limits {entries_max} entries, {bytes_max} bytes: first index {first}, flushed {flushed}");
+            let kept = replica.log_bytes.between(first - 1, flushed);
+            assert!(flushed + 1 - first <= entries_max && kept <= bytes_max, "kept {} entries, {kept} bytes", flushed + 1 - first);
+        }
     }
 
     #[test]
