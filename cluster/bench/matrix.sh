@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The standard throughput matrix: for every shard count and every workload of the matrix,
 # starts a fresh local 3-node cluster, runs `coinctl bench` against it, and writes a markdown
-# table (with the date, the machine and the commit) to stdout and to --out.
+# table (with the date, the machine, its speed and the commit) to stdout and to --out.
 #
 #   cluster/bench/matrix.sh [--duration 20s] [--shards "16 64"] [--out bench-matrix.md]
 #                           [--node-arg ARG ...]
@@ -48,8 +48,23 @@ runs=(
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 echo "building release binaries ..." >&2
-cargo build --release --locked -p coinledger-node -p coinledger-client -p coinledger-cluster >&2
+cargo build --release --locked -p coinledger-node -p coinledger-client -p coinledger-cluster --bins --example replica_cost >&2
 bin="$root/target/release"
+
+# Machines of this kind differ by up to 1.8x in speed, and one machine drifts from hour to hour,
+# so the table says how fast this one ran: the median wall time per gift of three
+# `replica_cost` runs (the shard replicas of 3 nodes in one process, real fsyncs, no network),
+# before and after the matrix. Lower is faster; a matrix compares to another as these do.
+speed_us_per_gift() {
+  local runs=() i
+  for i in 1 2 3; do
+    runs+=("$("$bin/examples/replica_cost" --gifts 20000 2>/dev/null | sed -n 's/.*us_per_gift=\([0-9.]*\).*/\1/p')")
+  done
+  [[ -n "${runs[0]}" && -n "${runs[1]}" && -n "${runs[2]}" ]] || { echo "matrix.sh: replica_cost failed" >&2; exit 1; }
+  printf '%s\n' "${runs[@]}" | sort -n | sed -n 2p
+}
+echo "machine speed (replica_cost) ..." >&2
+speed_before=$(speed_us_per_gift)
 
 # shellcheck source=lib.sh
 source "$root/cluster/bench/lib.sh"
@@ -72,11 +87,13 @@ for shards in $shard_counts; do
   done
 done
 
+speed_after=$(speed_us_per_gift)
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 {
   echo "Throughput matrix, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
   echo "Machine: $(nproc) cores ($cpu), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)."
   echo "3 nodes on loopback, 3 replicas per shard, fsync on; $duration per run, each on a fresh cluster; 10,000 senders, 100 creators, zipf 1.1."
+  echo "Machine speed: replica_cost (16 shards, 20,000 gifts, median of 3) $speed_before us per gift before the runs, $speed_after after (lower is faster)."
   if [[ ${#node_args[@]} -gt 0 ]]; then echo "Every node started with: ${node_args[*]}."; fi
   echo
   echo "| shards | workload | batch | clients | gifts/s | p50 ms | p99 ms | p99.9 ms | errors | node CPU s | max RSS MiB |"
