@@ -1339,7 +1339,8 @@ pub(crate) mod tests {
                 assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
             };
             // Within both bounds when flushed: the Readies after it find nothing to compact
-            // (and remember so), then the log outgrows both bounds above the flushed index.
+            // (and remember so); then the log outgrows the bound under test, all of it above
+            // the flushed index, so nothing may be compacted yet.
             buy(&mut replica, 0);
             replica.flush_state_now();
             for i in 1..12 {
