@@ -128,8 +128,11 @@ pub fn inbox_fence(home: u32) -> Vec<u8> {
     [INBOX_FENCE_PREFIX, &home.to_be_bytes()].concat()
 }
 
+/// Table of the inbox pages of every home shard (`inbox_page`).
+pub const INBOX_PREFIX: &[u8] = b"ibx/";
+
 pub fn inbox_prefix(home: u32) -> Vec<u8> {
-    [&b"ibx/"[..], &home.to_be_bytes()].concat()
+    [INBOX_PREFIX, &home.to_be_bytes()].concat()
 }
 
 pub fn inbox_page_of(index: u64) -> u64 {
