@@ -1234,6 +1234,14 @@ pub(crate) mod tests {
         panic!("the replica never settled");
     }
 
+    /// Proposes purchase `i` (its own request id and payment) to a lone `replica`, settles it
+    /// and checks it was applied.
+    fn buy(replica: &mut Replica, disk: &SimDisk, i: usize) {
+        let mut bought = propose(replica, sim::purchase_cmd(&format!("r{i}"), "fan", "9.99", "USD", &format!("pay-{i}")));
+        settle(replica, disk);
+        assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
+    }
+
     fn completion(effect: &str) -> Command {
         let result = EffectResult::Credited { coins_balance: 1 };
         Command::CompleteEffect(CompleteEffect { effect_id: effect.into(), home_shard: 0, result })
@@ -1333,24 +1341,19 @@ pub(crate) mod tests {
             let mut replica = disk.open_replica(cfg).unwrap();
             replica.campaign_if_preferred();
             settle(&mut replica, &disk);
-            let buy = |replica: &mut Replica, i: usize| {
-                let mut bought = propose(replica, sim::purchase_cmd(&format!("r{i}"), "fan", "9.99", "USD", &format!("pay-{i}")));
-                settle(replica, &disk);
-                assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
-            };
             // Within both bounds when flushed: the Readies after it find nothing to compact
             // (and remember so); then the log outgrows the bound under test, all of it above
             // the flushed index, so nothing may be compacted yet.
-            buy(&mut replica, 0);
+            buy(&mut replica, &disk, 0);
             replica.flush_state_now();
             for i in 1..12 {
-                buy(&mut replica, i);
+                buy(&mut replica, &disk, i);
             }
             assert_eq!(replica.raw.store().first_log_index(), 1, "limits {entries_max} entries, {bytes_max} bytes");
             // Once that is flushed too, the next Ready compacts.
             replica.flush_state_now();
             let flushed = replica.raw.raft.raft_log.last_index();
-            buy(&mut replica, 12);
+            buy(&mut replica, &disk, 12);
             let first = replica.raw.store().first_log_index();
             assert!(first > 1 && first <= flushed + 1, "limits {entries_max} entries, {bytes_max} bytes: first index {first}, flushed {flushed}");
             let kept = replica.log_bytes.between(first - 1, flushed);
@@ -1365,9 +1368,7 @@ pub(crate) mod tests {
         replica.campaign_if_preferred();
         settle(&mut replica, &disk);
         for i in 0..3 {
-            let mut bought = propose(&mut replica, sim::purchase_cmd(&format!("r{i}"), "fan", "9.99", "USD", &format!("pay-{i}")));
-            settle(&mut replica, &disk);
-            assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
+            buy(&mut replica, &disk, i);
         }
         replica.flush_state_now();
         let last = replica.raw.raft.raft_log.last_index();
@@ -1397,9 +1398,7 @@ pub(crate) mod tests {
 
         // The compacted replica still serves and restarts: its next command commits, and the
         // state survives a crash of everything not synced.
-        let mut bought = propose(&mut replica, sim::purchase_cmd("r9", "fan", "9.99", "USD", "pay-9"));
-        settle(&mut replica, &disk);
-        assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
+        buy(&mut replica, &disk, 9);
         drop(replica);
         let crashed = disk.crash(0);
         let reopened = crashed.open_replica(test_config(1, 1)).unwrap();
@@ -1480,9 +1479,7 @@ pub(crate) mod tests {
         let (elected, _) = stored_commit_and_applied(&engine);
         assert_eq!(elected.term, replica.raw.raft.term, "a new term is written at once");
         for i in 0..5 {
-            let mut bought = propose(&mut replica, sim::purchase_cmd(&format!("r{i}"), "fan", "9.99", "USD", &format!("pay-{i}")));
-            settle(&mut replica, &engine);
-            assert!(matches!(bought.try_recv(), Ok(Ok(Applied::Done(Ok(Outcome::Purchase(_)))))));
+            buy(&mut replica, &engine, i);
         }
         let commit = replica.status().commit_index;
         assert!(commit >= elected.commit + 5);

@@ -357,6 +357,13 @@ impl<'a> EngineStore<'a> {
         prefixed(self.prefix, key)
     }
 
+    /// The engine keys of this shard that start with `prefix`: `start <= key < end`.
+    fn engine_range(&self, prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let start = self.full_key(prefix);
+        let end = prefix_end(&start).unwrap_or_else(|| vec![0xff; start.len() + 1]);
+        (start, end)
+    }
+
     /// Reads which inbox pages the engine holds (a few per home shard: those not yet
     /// forgotten) before the first write of an inbox page since the replica started or
     /// installed a snapshot (see `StateCache::engine_inbox`).
@@ -364,18 +371,17 @@ impl<'a> EngineStore<'a> {
         if !key.starts_with(ledger::keys::INBOX_PREFIX) || self.cache.get().engine_inbox.is_some() {
             return;
         }
-        let start = self.full_key(ledger::keys::INBOX_PREFIX);
-        let end = prefix_end(&start).unwrap_or_else(|| vec![0xff; start.len() + 1]);
+        let (start, end) = self.engine_range(ledger::keys::INBOX_PREFIX);
         let strip = self.prefix.len();
         let pages = self.engine.scan(&start, &end, usize::MAX, false).unwrap_or_else(|e| fatal(e));
         self.cache_mut().engine_inbox = Some(pages.into_iter().map(|(k, _)| k[strip..].to_vec()).collect());
     }
 
     fn merged_scan(&self, prefix: &[u8], before: Option<&[u8]>, limit: usize, reverse: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let start = self.full_key(prefix);
+        let (start, prefix_end) = self.engine_range(prefix);
         let end = match before {
             Some(b) => self.full_key(b),
-            None => prefix_end(&start).unwrap_or_else(|| vec![0xff; start.len() + 1]),
+            None => prefix_end,
         };
         // Deleted keys may hide engine entries: fetch enough to still fill `limit`.
         debug_assert!(
