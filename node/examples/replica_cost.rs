@@ -136,6 +136,7 @@ impl Harness {
                             state_flush_ticks: coinledger_node::shard::replica::state_flush_ticks(args.shards as usize),
                             entry_cache_bytes: coinledger_node::raftlog::entry_cache_bytes(args.shards as usize),
                             clock: Clock::Manual(clock.clone()),
+                            stats: Arc::default(),
                         };
                         Replica::open(cfg, engine.clone() as SharedEngine, wal.clone()).expect("open replica")
                     })

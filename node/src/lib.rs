@@ -18,6 +18,7 @@ pub mod raftlog;
 pub mod router;
 pub mod shard;
 pub mod sim;
+pub mod stats;
 pub mod storage;
 pub mod syncer;
 pub mod transport;

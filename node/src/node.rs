@@ -30,6 +30,7 @@ use crate::router::{self, Router};
 use crate::shard::actor::ShardHooks;
 use crate::shard::replica::{Clock, RaftTiming, Replica, ReplicaConfig};
 use crate::shard::ShardActor;
+use crate::stats::NodeStats;
 use crate::storage::{Engine, SharedEngine, SledEngine, WriteBatch};
 use crate::syncer::{GroupCommit, Syncer};
 
@@ -315,6 +316,7 @@ async fn run(cfg: NodeConfig) -> Result<(), String> {
     let hosted: Vec<u32> = (0..cfg.shards).filter(|&s| placement.hosts(cfg.id, s)).collect();
     let state_flush_ticks = crate::shard::replica::state_flush_ticks(hosted.len());
     let entry_cache_bytes = crate::raftlog::entry_cache_bytes(hosted.len());
+    let stats = Arc::new(NodeStats::default());
     let mut replicas = Vec::with_capacity(hosted.len());
     for shard in hosted {
         let rc = ReplicaConfig {
@@ -329,6 +331,7 @@ async fn run(cfg: NodeConfig) -> Result<(), String> {
             state_flush_ticks,
             entry_cache_bytes,
             clock: Clock::System,
+            stats: stats.clone(),
         };
         replicas.push(Replica::open(rc, engine.clone(), wal.clone()).map_err(|e| format!("shard {shard}: {e}"))?);
     }
@@ -341,11 +344,11 @@ async fn run(cfg: NodeConfig) -> Result<(), String> {
         delay: Duration::from_micros(cfg.group_commit_delay_us),
         min_writers: cfg.group_commit_min_writers as usize,
     };
-    let (syncer, _sync_thread) = Syncer::start(engine.clone(), wal.clone(), group_commit);
+    let (syncer, _sync_thread) = Syncer::start(engine.clone(), wal.clone(), group_commit, stats.clone());
     let hooks = Arc::new(NodeHooks {
         router: OnceLock::new(),
         runtime: tokio::runtime::Handle::current(),
-        links: RaftLinks::start(cfg.id, &members, source_ip),
+        links: RaftLinks::start(cfg.id, &members, source_ip, stats.clone()),
     });
     let threads = if cfg.one_thread { ActorThreads::Current } else { ActorThreads::Arbiters(cfg.shard_threads as usize) };
     let hosted = start_shards(replicas, threads, syncer, hooks.clone(), Duration::from_millis(cfg.tick_ms));
@@ -360,8 +363,8 @@ async fn run(cfg: NodeConfig) -> Result<(), String> {
 
     let timeout = Duration::from_millis(cfg.request_timeout_ms);
     let ledger = LedgerService::new(router.clone(), timeout, cfg.id, members.clone(), cfg.max_commands_in_flight);
-    let admin = AdminService::new(router.clone(), timeout, cfg.id, members.clone(), wal.clone());
-    let peer = PeerService::new(router.clone(), timeout);
+    let admin = AdminService::new(router.clone(), timeout, cfg.id, members.clone(), wal.clone(), stats.clone());
+    let peer = PeerService::new(router.clone(), timeout, stats);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;

@@ -199,6 +199,7 @@ fn replica_config(cfg: &SimConfig, id: u64, clock: &Arc<AtomicU64>) -> ReplicaCo
         state_flush_ticks: crate::shard::replica::state_flush_ticks(1),
         entry_cache_bytes: crate::raftlog::entry_cache_bytes(1),
         clock: Clock::Manual(clock.clone()),
+        stats: Arc::default(),
     }
 }
 

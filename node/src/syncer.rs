@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::raftlog::{sync_round, RaftWal};
+use crate::stats::NodeStats;
 use crate::storage::{SharedEngine, StorageError};
 
 /// Called once the writes made before the request are durable (or the sync failed).
@@ -66,11 +67,11 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn start(engine: SharedEngine, wal: Arc<RaftWal>, group_commit: GroupCommit) -> (Syncer, JoinHandle<()>) {
+    pub fn start(engine: SharedEngine, wal: Arc<RaftWal>, group_commit: GroupCommit, stats: Arc<NodeStats>) -> (Syncer, JoinHandle<()>) {
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let handle = std::thread::Builder::new()
             .name("coinledger-sync".into())
-            .spawn(move || run(engine, wal, group_commit, rx))
+            .spawn(move || run(engine, wal, group_commit, &stats, rx))
             .expect("spawn sync thread");
         (Syncer { tx }, handle)
     }
@@ -90,7 +91,7 @@ impl Syncer {
     }
 }
 
-fn run(engine: SharedEngine, wal: Arc<RaftWal>, group_commit: GroupCommit, rx: Receiver<SyncDone>) {
+fn run(engine: SharedEngine, wal: Arc<RaftWal>, group_commit: GroupCommit, stats: &NodeStats, rx: Receiver<SyncDone>) {
     let mut waiters: Vec<SyncDone> = Vec::new();
     let mut rounds: u64 = 0;
     let mut last_waiters = 0;
@@ -113,6 +114,9 @@ fn run(engine: SharedEngine, wal: Arc<RaftWal>, group_commit: GroupCommit, rx: R
         rounds += 1;
         last_waiters = waiters.len();
         let took = started.elapsed();
+        NodeStats::add(&stats.group_commits, 1);
+        NodeStats::add(&stats.group_commit_us, took.as_micros() as u64);
+        NodeStats::add(&stats.group_commit_waiters, waiters.len() as u64);
         if took >= SLOW_SYNC_WARN {
             tracing::warn!(round = rounds, waiters = waiters.len(), sync_ms = took.as_millis() as u64, "slow group commit: the disk held every write of this node");
         }
@@ -136,7 +140,7 @@ mod tests {
         let engine = Arc::new(MemEngine::new());
         let dir = tempfile::tempdir().unwrap();
         let wal = Arc::new(RaftWal::open(dir.path()).unwrap());
-        let (syncer, _thread) = Syncer::start(engine.clone(), wal.clone(), GroupCommit::IMMEDIATE);
+        let (syncer, _thread) = Syncer::start(engine.clone(), wal.clone(), GroupCommit::IMMEDIATE, Arc::default());
         let (tx, rx) = channel();
         let answered = Arc::new(AtomicUsize::new(0));
         for i in 0..100u32 {
@@ -180,7 +184,7 @@ mod tests {
         let engine = Arc::new(MemEngine::new());
         let dir = tempfile::tempdir().unwrap();
         let wal = Arc::new(RaftWal::open(dir.path()).unwrap());
-        let (syncer, _thread) = Syncer::start(engine, wal, GroupCommit { delay, min_writers: 2 });
+        let (syncer, _thread) = Syncer::start(engine, wal, GroupCommit { delay, min_writers: 2 }, Arc::default());
         let answered_within = |rx: std::sync::mpsc::Receiver<std::time::Instant>, sent: std::time::Instant| {
             rx.recv_timeout(Duration::from_secs(10)).expect("answered").duration_since(sent)
         };

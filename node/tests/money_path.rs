@@ -323,6 +323,17 @@ async fn every_command_with_exact_numbers() {
     }
     let shard_ids: Vec<u32> = s.shards.iter().map(|sh| sh.shard).collect();
     assert_eq!(shard_ids, (0..8).collect::<Vec<_>>());
+    // The node's work counters: a lone node leads every shard, so it applies the entries it
+    // proposed (a new leader's empty entry counts as neither) but for at most one in flight
+    // per shard (a gift's completion may still be on its way), each fsynced by some group
+    // commit, and it sends no raft message.
+    let w = s.counters.expect("counters");
+    assert!(w.entries_proposed >= 20, "{w:?}");
+    assert!(w.entries_applied <= w.entries_proposed && w.entries_applied + 8 >= w.entries_proposed, "{w:?}");
+    assert!(w.commands_applied >= w.entries_applied, "{w:?}");
+    assert!(w.readies >= w.entries_applied, "{w:?}");
+    assert!(w.group_commits >= 1 && w.group_commit_waiters >= w.group_commits, "{w:?}");
+    assert_eq!((w.raft_messages_sent, w.raft_frames_sent, w.raft_messages_received), (0, 0, 0), "{w:?}");
 
     // --- audit: conservation, and the totals the test booked itself
     let a = settled_audit(&c, Duration::from_secs(15)).await;

@@ -5,7 +5,8 @@
 //! `coinledger gifts/s=<n> p50_ms=<x> p99_ms=<y> p999_ms=<z> errors=<n>`
 //!
 //! Files: `seed.rs`, `task.rs` (one client task), `stats.rs`,
-//! `check.rs` (audit and per-creator diamonds), `report.rs` (everything printed).
+//! `check.rs` (audit and per-creator diamonds), `work.rs` (the nodes' work counters per
+//! 1,000 gifts), `report.rs` (everything else printed).
 //!
 //! It has its own argument parser because its `--json FILE` differs from coinctl's global
 //! `--json` flag; `main.rs` routes `coinctl [--endpoints ..] bench ...` here.
@@ -15,6 +16,7 @@ mod report;
 mod seed;
 mod stats;
 mod task;
+mod work;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -145,7 +147,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
     let client = Client::connect(config.clone())?;
     // The workload's own client: seeding and checks stay plain calls either way.
     let workload_client = if args.auto_batch {
-        Client::connect(config.batching(BATCH_COMMANDS_MAX, 0))?
+        Client::connect(config.clone().batching(BATCH_COMMANDS_MAX, 0))?
     } else {
         client.clone()
     };
@@ -176,6 +178,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
     );
     let amount = seed_amount(&client).await?;
     seed::seed(&client, &names, shape.accounts, &amount).await?;
+    let work_before = work::read(&config).await;
 
     let stats = Arc::new(Mutex::new(Stats::default()));
     let started = Instant::now();
@@ -202,7 +205,9 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
     let elapsed_s = started.elapsed().as_secs_f64();
     progress.abort();
     let stats = lock(&stats).clone();
+    let work = work::between(&work_before, &work::read(&config).await);
     println!("{}", report::histogram(&stats));
+    eprintln!("{}", work::line(&work, stats.gifts_ok));
 
     let verdict = check::check(&client, &names, shape.creators, &stats).await?;
     eprintln!(
@@ -219,7 +224,8 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ClientError> {
             "batch": args.batch, "auto_batch": args.auto_batch, "gifts_max": args.gifts, "routing": !args.no_routing, "duration_s": args.duration.as_secs_f64(), "seed": seed,
             "account_prefix": names.prefix, "gift_id": plan.gift_id,
         });
-        let value = report::to_json(settings, &stats, elapsed_s, &verdict);
+        let mut value = report::to_json(settings, &stats, elapsed_s, &verdict);
+        value["cluster_work"] = work::to_json(&work, stats.gifts_ok);
         if let Err(e) = report::write_json(path, &value) {
             eprintln!("error: cannot write {}: {e}", path.display());
         }

@@ -169,6 +169,20 @@ pub fn status(s: &StatusReply) -> Value {
         "node_id": s.node_id, "address": s.address, "shard_count": s.shard_count,
         "nodes": nodes, "shards": shards, "rate_version": s.rate_version, "uptime_ms": s.uptime_ms,
         "raft_log_segments": s.raft_log_segments, "raft_log_bytes": s.raft_log_bytes,
+        "counters": s.counters.as_ref().map(counters),
+    })
+}
+
+pub fn counters(c: &NodeCounters) -> Value {
+    json!({
+        "entries_proposed": c.entries_proposed, "entries_applied": c.entries_applied,
+        "commands_applied": c.commands_applied, "readies": c.readies,
+        "group_commits": c.group_commits, "group_commit_us": c.group_commit_us,
+        "group_commit_waiters": c.group_commit_waiters,
+        "state_flushes": c.state_flushes, "state_flush_keys": c.state_flush_keys,
+        "raft_messages_sent": c.raft_messages_sent, "raft_frames_sent": c.raft_frames_sent,
+        "raft_messages_dropped": c.raft_messages_dropped,
+        "raft_messages_received": c.raft_messages_received, "raft_frames_received": c.raft_frames_received,
     })
 }
 
@@ -359,7 +373,8 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(keys(&card).len(), 11, "one key per RateCard field");
-        assert_eq!(keys(&status(&StatusReply::default())).len(), 9, "one key per StatusReply field");
+        assert_eq!(keys(&status(&StatusReply::default())).len(), 10, "one key per StatusReply field");
+        assert_eq!(keys(&counters(&NodeCounters::default())).len(), 14, "one key per NodeCounters field");
         assert_eq!(keys(&audit(&AuditReply::default())).len(), 15);
         let mut e = ClientError::local(ErrorCode::NotLeader, "elsewhere");
         e.leader_hint = Some("n2:7002".into());

@@ -260,6 +260,9 @@ pub fn status(s: &StatusReply) -> String {
         s.raft_log_segments,
         if s.raft_log_segments == 1 { "" } else { "s" }
     )];
+    if let Some(c) = &s.counters {
+        out.push(counters(c));
+    }
     for n in &s.nodes {
         out.push(format!("  node {} {}", n.id, n.address));
     }
@@ -290,6 +293,28 @@ pub fn status(s: &StatusReply) -> String {
         &rows,
     ));
     out.join("\n")
+}
+
+/// The node's work since it started, in one line.
+fn counters(c: &NodeCounters) -> String {
+    let fsync_avg_us = c.group_commit_us.checked_div(c.group_commits).unwrap_or(0);
+    format!(
+        "  since start: {} entries proposed, {} applied ({} commands), {} readies, {} group commits \
+         (average {fsync_avg_us} us), {} state flushes ({} keys), raft messages {} sent in {} frames \
+         ({} dropped), {} received in {} frames",
+        c.entries_proposed,
+        c.entries_applied,
+        c.commands_applied,
+        c.readies,
+        c.group_commits,
+        c.state_flushes,
+        c.state_flush_keys,
+        c.raft_messages_sent,
+        c.raft_frames_sent,
+        c.raft_messages_dropped,
+        c.raft_messages_received,
+        c.raft_frames_received
+    )
 }
 
 pub fn audit(a: &AuditReply) -> String {

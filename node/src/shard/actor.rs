@@ -174,7 +174,7 @@ mod tests {
     fn the_commands_of_one_mailbox_drain_are_proposed_as_one_entry() {
         let (before, after) = actix::System::new().block_on(async {
             let (replica, engine) = lone_leader();
-            let (syncer, _sync_thread) = Syncer::start(engine.engine.clone(), engine.wal.clone(), crate::syncer::GroupCommit::IMMEDIATE);
+            let (syncer, _sync_thread) = Syncer::start(engine.engine.clone(), engine.wal.clone(), crate::syncer::GroupCommit::IMMEDIATE, Default::default());
             let addr = ShardActor::new(replica, syncer, Arc::new(NoPeers), Duration::from_secs(3_600)).start();
             let before = commit_index(&addr).await;
             // All queued before the actor runs again (this test's thread is its arbiter).

@@ -27,6 +27,7 @@ use crate::error::NodeError;
 use crate::keys;
 use crate::ledger::{self, Applied, Command, EntryContext, Layout};
 use crate::raftlog::{raft_logger, LogBytes, RaftWal, ShardStorage};
+use crate::stats::NodeStats;
 use crate::storage::{SharedEngine, StorageError, WriteBatch, WriteOp};
 
 /// Raft timing, in ticks of `tick_ms`.
@@ -78,6 +79,8 @@ pub struct ReplicaConfig {
     pub entry_cache_bytes: usize,
     /// Stamps proposed entries (the only clock the state machine ever sees).
     pub clock: Clock,
+    /// The node's work counters, shared by its replicas.
+    pub stats: Arc<NodeStats>,
 }
 
 /// What the caller must do after a call into the replica.
@@ -643,7 +646,10 @@ impl Replica {
 
     /// Moves the cached state, with the applied index it corresponds to, into `batch`.
     fn flush_state(&mut self, batch: &mut WriteBatch) {
+        let ops_before = batch.ops.len();
         self.state.drain_into(self.engine.as_ref(), &self.prefix, batch);
+        NodeStats::add(&self.cfg.stats.state_flushes, 1);
+        NodeStats::add(&self.cfg.stats.state_flush_keys, (batch.ops.len() - ops_before) as u64);
         batch.put(keys::applied_index(self.cfg.shard), self.applied_index.to_be_bytes().to_vec());
         self.flushed_index = self.applied_index;
         self.next_flush_tick = next_flush_tick(self.next_flush_tick, self.ticks, self.cfg.state_flush_ticks);
@@ -735,6 +741,7 @@ impl Replica {
                         assert!(index > last.index, "proposal indexes must increase");
                     }
                     self.proposals.push_back(Proposal { index, term, replies, batch: Some(batch) });
+                    NodeStats::add(&self.cfg.stats.entries_proposed, 1);
                 }
                 Err(e) => {
                     let err = match e {
@@ -754,6 +761,7 @@ impl Replica {
             return;
         }
         let mut rd = self.raw.ready();
+        NodeStats::add(&self.cfg.stats.readies, 1);
         out.messages.extend(rd.take_messages());
 
         if let Some(ss) = rd.ss() {
@@ -969,6 +977,8 @@ impl Replica {
                             ledger::apply(&mut store, &self.cfg.layout, &ctx, cmd)
                         })
                         .collect();
+                    NodeStats::add(&self.cfg.stats.entries_applied, 1);
+                    NodeStats::add(&self.cfg.stats.commands_applied, decoded.commands.len() as u64);
                     answers.push((entry.index, entry.term, results));
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
@@ -1111,6 +1121,7 @@ pub(crate) mod tests {
             state_flush_ticks: state_flush_ticks(1),
             entry_cache_bytes: crate::raftlog::entry_cache_bytes(1),
             clock: Clock::Manual(Arc::new(AtomicU64::new(1_700_000_000_000))),
+            stats: Arc::default(),
         }
     }
 

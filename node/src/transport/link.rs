@@ -15,7 +15,10 @@ use raft::prelude::Message as RaftMessage;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use std::sync::Arc;
+
 use crate::proto::peer::{peer_client::PeerClient, RaftFrame, ShardMessage};
+use crate::stats::NodeStats;
 
 /// Messages queued per peer before new ones are dropped.
 const QUEUE_MESSAGES_MAX: usize = 16_384;
@@ -30,20 +33,21 @@ pub const PEER_MESSAGE_BYTES_MAX: usize = 256 << 20;
 
 pub struct RaftLinks {
     queues: BTreeMap<u64, mpsc::Sender<ShardMessage>>,
+    stats: Arc<NodeStats>,
 }
 
 impl RaftLinks {
     /// Starts one link task per peer (every member but `self_id`) on the current runtime.
     /// `source_ip`: the local address peer connections leave from (the node's own listen IP),
     /// so that per-node-pair firewall rules, as the chaos harness uses, see who talks to whom.
-    pub fn start(self_id: u64, members: &BTreeMap<u64, String>, source_ip: Option<std::net::IpAddr>) -> Self {
+    pub fn start(self_id: u64, members: &BTreeMap<u64, String>, source_ip: Option<std::net::IpAddr>, stats: Arc<NodeStats>) -> Self {
         let mut queues = BTreeMap::new();
         for (&id, addr) in members.iter().filter(|(&id, _)| id != self_id) {
             let (tx, rx) = mpsc::channel(QUEUE_MESSAGES_MAX);
-            tokio::spawn(run_link(self_id, id, addr.clone(), source_ip, rx));
+            tokio::spawn(run_link(self_id, id, addr.clone(), source_ip, rx, stats.clone()));
             queues.insert(id, tx);
         }
-        Self { queues }
+        Self { queues, stats }
     }
 
     /// Queues raft messages of `shard` for their destination nodes; drops them when full.
@@ -54,14 +58,24 @@ impl RaftLinks {
                 continue;
             };
             let encoded = ShardMessage { shard, message: msg.write_to_bytes().expect("encode raft message") };
-            if queue.try_send(encoded).is_err() {
+            if queue.try_send(encoded).is_ok() {
+                NodeStats::add(&self.stats.raft_messages_sent, 1);
+            } else {
+                NodeStats::add(&self.stats.raft_messages_dropped, 1);
                 tracing::debug!(shard, to = msg.to, "peer queue full: raft message dropped");
             }
         }
     }
 }
 
-async fn run_link(self_id: u64, peer: u64, addr: String, source_ip: Option<std::net::IpAddr>, mut queue: mpsc::Receiver<ShardMessage>) {
+async fn run_link(
+    self_id: u64,
+    peer: u64,
+    addr: String,
+    source_ip: Option<std::net::IpAddr>,
+    mut queue: mpsc::Receiver<ShardMessage>,
+    stats: Arc<NodeStats>,
+) {
     let mut backoff_ms = BACKOFF_MS_MIN;
     loop {
         let endpoint = match super::peer_endpoint(&addr, source_ip) {
@@ -105,6 +119,7 @@ async fn run_link(self_id: u64, peer: u64, addr: String, source_ip: Option<std::
             if frames.send(RaftFrame { from_node: self_id, messages }).await.is_err() {
                 break; // the stream ended: reconnect
             }
+            NodeStats::add(&stats.raft_frames_sent, 1);
         }
         let outcome = call.await;
         tracing::info!(peer, %addr, ?outcome, "raft link down; reconnecting");
@@ -142,8 +157,12 @@ mod tests {
         let (upstream, received) = serve_counting_peer(tonic::transport::Server::builder()).await;
         let proxy = FreezingProxy::start(upstream).await;
         let members = BTreeMap::from([(1, "127.0.0.1:1".to_string()), (2, proxy.addr.to_string())]);
-        let links = RaftLinks::start(1, &members, None);
+        let stats = Arc::new(NodeStats::default());
+        let links = RaftLinks::start(1, &members, None, stats.clone());
         heartbeats_until_received(&links, &received, 0).await;
+        let sent = stats.snapshot();
+        assert!(sent.raft_messages_sent >= 1 && sent.raft_frames_sent >= 1, "{sent:?}");
+        assert!(sent.raft_frames_sent <= sent.raft_messages_sent, "{sent:?}");
 
         proxy.freeze();
         let before = received.load(Ordering::SeqCst);

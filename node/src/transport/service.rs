@@ -15,15 +15,17 @@ use crate::call_stream::spawn_serving;
 use crate::error::{NodeError, NodeResult};
 use crate::proto::peer::{peer_server::Peer, ForwardAnswer, ForwardAnswers, ForwardCall, ForwardFrame, RaftAck, RaftFrame};
 use crate::router::Router;
+use crate::stats::NodeStats;
 
 pub struct PeerService {
     router: Arc<Router>,
     request_timeout: Duration,
+    stats: Arc<NodeStats>,
 }
 
 impl PeerService {
-    pub fn new(router: Arc<Router>, request_timeout: Duration) -> Self {
-        Self { router, request_timeout }
+    pub fn new(router: Arc<Router>, request_timeout: Duration, stats: Arc<NodeStats>) -> Self {
+        Self { router, request_timeout, stats }
     }
 }
 
@@ -58,6 +60,8 @@ impl Peer for PeerService {
         let mut frames = 0u64;
         while let Some(frame) = stream.message().await? {
             frames += 1;
+            NodeStats::add(&self.stats.raft_frames_received, 1);
+            NodeStats::add(&self.stats.raft_messages_received, frame.messages.len() as u64);
             for m in frame.messages {
                 match RaftMessage::parse_from_bytes(&m.message) {
                     Ok(msg) => self.router.step(m.shard, msg),

@@ -1,0 +1,162 @@
+//! The cluster's work per gift: every node's `Status` counters read before and after the
+//! workload, summed over the nodes, per 1,000 gifts.
+//!
+//! gifts/s on these machines moves by 30% from one hour to the next; what a gift costs in
+//! raft entries, group commits, peer frames and state flush keys does not, and it is what
+//! separates two configurations (16 shards against 64, batched against not) with the same
+//! gifts/s.
+
+use std::collections::BTreeMap;
+
+use coinledger_client::proto::{NodeCounters, StatusRequest};
+use coinledger_client::{Client, ClientConfig};
+use serde_json::{json, Value};
+
+use crate::cli::output;
+
+/// Every node's counters, in endpoint order; `None` for a node that did not answer.
+pub struct Reading(Vec<Option<NodeCounters>>);
+
+/// Reads the counters of every endpoint, one plain call each (no routing, no retries to
+/// other nodes: each figure must come from the node asked).
+pub async fn read(config: &ClientConfig) -> Reading {
+    let mut nodes = Vec::with_capacity(config.endpoints.len());
+    for endpoint in &config.endpoints {
+        let mut one = config.clone();
+        one.endpoints = vec![endpoint.clone()];
+        one.routing = false;
+        let counters = match Client::connect(one) {
+            Ok(client) => client.status(StatusRequest {}).await.ok().and_then(|s| s.counters),
+            Err(_) => None,
+        };
+        nodes.push(counters);
+    }
+    Reading(nodes)
+}
+
+/// The work done between two readings, summed over the nodes that answered both times and
+/// did not restart in between (a restart zeroes a node's counters). Counters by the names
+/// `coinctl --json status` gives them.
+#[derive(Debug, Default, PartialEq)]
+pub struct Work {
+    pub nodes: usize,
+    pub nodes_missing: usize,
+    pub total: BTreeMap<String, u64>,
+}
+
+impl Work {
+    fn get(&self, counter: &str) -> u64 {
+        self.total.get(counter).copied().unwrap_or(0)
+    }
+}
+
+pub fn between(before: &Reading, after: &Reading) -> Work {
+    let mut work = Work::default();
+    for (b, a) in before.0.iter().zip(&after.0) {
+        match (b, a) {
+            (Some(b), Some(a)) if a.readies >= b.readies && a.group_commits >= b.group_commits => {
+                work.nodes += 1;
+                let (b, a) = (output::counters(b), output::counters(a));
+                for (name, value) in a.as_object().into_iter().flatten() {
+                    let done = value.as_u64().unwrap_or(0).saturating_sub(b[name].as_u64().unwrap_or(0));
+                    *work.total.entry(name.clone()).or_default() += done;
+                }
+            }
+            _ => work.nodes_missing += 1,
+        }
+    }
+    work
+}
+
+/// Per 1,000 gifts, one decimal.
+fn per_k(n: u64, gifts: u64) -> f64 {
+    (n as f64 * 1_000.0 / gifts.max(1) as f64 * 10.0).round() / 10.0
+}
+
+/// `cluster work per 1,000 gifts (3 nodes): ...`, or why there is none.
+pub fn line(work: &Work, gifts: u64) -> String {
+    if work.nodes == 0 || gifts == 0 {
+        return "cluster work: not measured (no node answered Status before and after the run)".to_string();
+    }
+    let missing = if work.nodes_missing > 0 {
+        format!(", {} node(s) left out: no answer or restarted", work.nodes_missing)
+    } else {
+        String::new()
+    };
+    let k = |counter: &str| per_k(work.get(counter), gifts);
+    format!(
+        "cluster work per 1,000 gifts ({} nodes{missing}): {} raft entries proposed, {} applied \
+         ({} commands), {} readies, {} group commits ({:.1} ms of fsync rounds), {} state flush \
+         keys, {} raft messages in {} frames ({} dropped)",
+        work.nodes,
+        k("entries_proposed"),
+        k("entries_applied"),
+        k("commands_applied"),
+        k("readies"),
+        k("group_commits"),
+        work.get("group_commit_us") as f64 / gifts.max(1) as f64,
+        k("state_flush_keys"),
+        k("raft_messages_sent"),
+        k("raft_frames_sent"),
+        k("raft_messages_dropped"),
+    )
+}
+
+/// The totals and the per-1,000-gift figures, for `--json FILE`.
+pub fn to_json(work: &Work, gifts: u64) -> Value {
+    let per_1000: BTreeMap<&String, f64> = work.total.iter().map(|(name, n)| (name, per_k(*n, gifts))).collect();
+    json!({
+        "nodes": work.nodes,
+        "nodes_missing": work.nodes_missing,
+        "totals": work.total,
+        "per_1000_gifts": per_1000,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(entries: u64, readies: u64, group_commits: u64) -> NodeCounters {
+        NodeCounters {
+            entries_proposed: entries,
+            readies,
+            group_commits,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn work_sums_the_nodes_that_answered_twice_without_restarting() {
+        let before = Reading(vec![
+            Some(counters(10, 100, 50)),
+            Some(counters(20, 200, 80)),
+            None,
+            Some(counters(5, 900, 400)),
+        ]);
+        let after = Reading(vec![
+            Some(counters(30, 160, 70)),
+            Some(counters(50, 260, 90)),
+            Some(counters(1, 1, 1)),
+            // Restarted: its counters went back to zero and up again.
+            Some(counters(2, 40, 20)),
+        ]);
+        let work = between(&before, &after);
+        assert_eq!((work.nodes, work.nodes_missing), (2, 2));
+        assert_eq!((work.get("entries_proposed"), work.get("readies"), work.get("group_commits")), (50, 120, 30));
+        assert_eq!(per_k(work.get("entries_proposed"), 400), 125.0);
+        let line = line(&work, 400);
+        assert!(line.starts_with("cluster work per 1,000 gifts (2 nodes, 2 node(s) left out"), "{line}");
+        assert!(line.contains("125 raft entries proposed"), "{line}");
+        let json = to_json(&work, 400);
+        assert_eq!(json["per_1000_gifts"]["readies"], json!(300.0));
+        assert_eq!(json["totals"].as_object().unwrap().len(), 14, "one key per NodeCounters field");
+    }
+
+    #[test]
+    fn no_answers_means_no_figures() {
+        let work = between(&Reading(vec![None]), &Reading(vec![Some(counters(1, 1, 1))]));
+        assert!(line(&work, 1_000).starts_with("cluster work: not measured"));
+        assert!(line(&between(&Reading(vec![]), &Reading(vec![])), 0).starts_with("cluster work: not measured"));
+    }
+}
