@@ -47,7 +47,9 @@ cpu_ticks() {
 # Runs `coinctl bench ARGS...` (from the binaries in $1) against a fresh cluster of $2 shards,
 # then stops the cluster and deletes its data. Prints the bench's last line followed by
 # ` node_cpu_s=<user + system s of the 3 nodes during the bench> rss_mib=<largest node's RSS
-# after it>`. A failed bench (conservation broken, cluster unreachable) exits the script.
+# after it> entries_per_k=<raft entries proposed per 1,000 gifts> readies_per_k=<Readies per
+# 1,000 gifts>` (the last two from the bench's cluster work line, summed over the nodes; "-"
+# if it has none). A failed bench (conservation broken, cluster unreachable) exits the script.
 fresh_run() {
   local bin=$1 shards=$2
   shift 2
@@ -71,7 +73,12 @@ fresh_run() {
     kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
     (( kib > rss_kib )) && rss_kib=$kib
   done
-  echo "$(grep '^coinledger gifts/s=' "$log" | tail -1) node_cpu_s=$cpu_s rss_mib=$((rss_kib / 1024))"
+  local work entries readies
+  work=$(grep '^cluster work per 1,000 gifts' "$log" | tail -1)
+  entries=$(sed -n 's/.*: \([0-9.]*\) raft entries proposed.*/\1/p' <<< "$work")
+  readies=$(sed -n 's/.* \([0-9.]*\) readies.*/\1/p' <<< "$work")
+  echo "$(grep '^coinledger gifts/s=' "$log" | tail -1) node_cpu_s=$cpu_s rss_mib=$((rss_kib / 1024))" \
+    "entries_per_k=${entries:--} readies_per_k=${readies:--}"
   stop_cluster
   rm -rf "$data"
 }

@@ -83,7 +83,7 @@ for shards in $shard_counts; do
     line=$(fresh_run "$bin" "$shards" --workload "$workload" --batch "$batch" "${auto[@]}" \
       --clients "$clients" --duration "$duration")
     echo "$line" >&2
-    rows+=("| $shards | $workload | $label | $clients | $(field 'gifts\/s' "$line") | $(field p50_ms "$line") | $(field p99_ms "$line") | $(field p999_ms "$line") | $(field errors "$line") | $(field node_cpu_s "$line") | $(field rss_mib "$line") |")
+    rows+=("| $shards | $workload | $label | $clients | $(field 'gifts\/s' "$line") | $(field p50_ms "$line") | $(field p99_ms "$line") | $(field p999_ms "$line") | $(field errors "$line") | $(field node_cpu_s "$line") | $(field rss_mib "$line") | $(field entries_per_k "$line") | $(field readies_per_k "$line") |")
   done
 done
 
@@ -96,8 +96,8 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   echo "Machine speed: replica_cost (16 shards, 20,000 gifts, median of 3) $speed_before us per gift before the runs, $speed_after after (lower is faster)."
   if [[ ${#node_args[@]} -gt 0 ]]; then echo "Every node started with: ${node_args[*]}."; fi
   echo
-  echo "| shards | workload | batch | clients | gifts/s | p50 ms | p99 ms | p99.9 ms | errors | node CPU s | max RSS MiB |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| shards | workload | batch | clients | gifts/s | p50 ms | p99 ms | p99.9 ms | errors | node CPU s | max RSS MiB | raft entries / 1k gifts | Readies / 1k gifts |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
   echo "batch 1 (auto-batched): 16 tasks make single-command calls through one client with automatic batching"
@@ -106,4 +106,6 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   echo "diamonds, or by a creator no gift has reached yet), every one checked by the bench's conservation audit."
   echo "node CPU s: user + system time of the three nodes during the bench (seeding 10,000 accounts included);"
   echo "max RSS MiB: the largest node's resident set right after the run."
+  echo "raft entries / 1k gifts, Readies / 1k gifts: raft entries the shard leaders proposed and raft-rs Readies"
+  echo "the replicas handled, summed over the nodes, per 1,000 gifts (the bench's cluster work line)."
 } | tee "$out"
