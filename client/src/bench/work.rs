@@ -7,6 +7,7 @@
 //! gifts/s.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use coinledger_client::proto::{NodeCounters, StatusRequest};
 use coinledger_client::{Client, ClientConfig};
@@ -14,8 +15,22 @@ use serde_json::{json, Value};
 
 use crate::cli::output;
 
-/// Every node's counters, in endpoint order; `None` for a node that did not answer.
-pub struct Reading(Vec<Option<NodeCounters>>);
+/// How long one node may take to answer `Status`: a node that is down costs the bench
+/// this, not the whole `--timeout-ms`.
+const STATUS_TIMEOUT_MS: u64 = 2_000;
+/// Slack between a node's uptime and the wall time between two readings, beyond which the
+/// node is taken to have restarted in between.
+const RESTART_SLACK_MS: u64 = 1_000;
+
+/// One node's answer: its uptime and its counters.
+type NodeReading = (u64, NodeCounters);
+
+/// Every node's counters, in endpoint order (`None` for a node that did not answer), and
+/// when they were read.
+pub struct Reading {
+    nodes: Vec<Option<NodeReading>>,
+    at: Instant,
+}
 
 /// Reads the counters of every endpoint, one plain call each (no routing, no retries to
 /// other nodes: each figure must come from the node asked).
@@ -25,18 +40,21 @@ pub async fn read(config: &ClientConfig) -> Reading {
         let mut one = config.clone();
         one.endpoints = vec![endpoint.clone()];
         one.routing = false;
-        let counters = match Client::connect(one) {
-            Ok(client) => client.status(StatusRequest {}).await.ok().and_then(|s| s.counters),
+        one.deadline_ms = one.deadline_ms.min(STATUS_TIMEOUT_MS);
+        one.attempt_timeout_ms = one.attempt_timeout_ms.min(STATUS_TIMEOUT_MS);
+        let reading = match Client::connect(one) {
+            Ok(client) => client.status(StatusRequest {}).await.ok().and_then(|s| s.counters.map(|c| (s.uptime_ms, c))),
             Err(_) => None,
         };
-        nodes.push(counters);
+        nodes.push(reading);
     }
-    Reading(nodes)
+    Reading { nodes, at: Instant::now() }
 }
 
 /// The work done between two readings, summed over the nodes that answered both times and
-/// did not restart in between (a restart zeroes a node's counters). Counters by the names
-/// `coinctl --json status` gives them.
+/// did not restart in between (a restart zeroes a node's counters: its uptime then falls
+/// short of the time between the readings). Counters by the names `coinctl --json status`
+/// gives them.
 #[derive(Debug, Default, PartialEq)]
 pub struct Work {
     pub nodes: usize,
@@ -51,10 +69,11 @@ impl Work {
 }
 
 pub fn between(before: &Reading, after: &Reading) -> Work {
+    let elapsed_ms = after.at.saturating_duration_since(before.at).as_millis() as u64;
     let mut work = Work::default();
-    for (b, a) in before.0.iter().zip(&after.0) {
+    for (b, a) in before.nodes.iter().zip(&after.nodes) {
         match (b, a) {
-            (Some(b), Some(a)) if a.readies >= b.readies && a.group_commits >= b.group_commits => {
+            (Some((b_up_ms, b)), Some((a_up_ms, a))) if a_up_ms + RESTART_SLACK_MS >= b_up_ms + elapsed_ms => {
                 work.nodes += 1;
                 let (b, a) = (output::counters(b), output::counters(a));
                 for (name, value) in a.as_object().into_iter().flatten() {
@@ -115,35 +134,31 @@ pub fn to_json(work: &Work, gifts: u64) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
-    fn counters(entries: u64, readies: u64, group_commits: u64) -> NodeCounters {
-        NodeCounters {
-            entries_proposed: entries,
-            readies,
-            group_commits,
-            ..Default::default()
-        }
+    fn node(uptime_ms: u64, entries: u64, readies: u64) -> Option<NodeReading> {
+        Some((uptime_ms, NodeCounters { entries_proposed: entries, readies, ..Default::default() }))
     }
 
     #[test]
     fn work_sums_the_nodes_that_answered_twice_without_restarting() {
-        let before = Reading(vec![
-            Some(counters(10, 100, 50)),
-            Some(counters(20, 200, 80)),
-            None,
-            Some(counters(5, 900, 400)),
-        ]);
-        let after = Reading(vec![
-            Some(counters(30, 160, 70)),
-            Some(counters(50, 260, 90)),
-            Some(counters(1, 1, 1)),
-            // Restarted: its counters went back to zero and up again.
-            Some(counters(2, 40, 20)),
-        ]);
+        let at = Instant::now();
+        let before = Reading { nodes: vec![node(5_000, 10, 100), node(5_000, 20, 200), None, node(5_000, 5, 900)], at };
+        let after = Reading {
+            nodes: vec![
+                node(65_000, 30, 160),
+                node(64_500, 50, 260),
+                node(65_000, 1, 1),
+                // Restarted 20 s ago: its counters started again from zero.
+                node(20_000, 900, 4_000),
+            ],
+            at: at + Duration::from_secs(60),
+        };
         let work = between(&before, &after);
         assert_eq!((work.nodes, work.nodes_missing), (2, 2));
-        assert_eq!((work.get("entries_proposed"), work.get("readies"), work.get("group_commits")), (50, 120, 30));
+        assert_eq!((work.get("entries_proposed"), work.get("readies"), work.get("group_commits")), (50, 120, 0));
         assert_eq!(per_k(work.get("entries_proposed"), 400), 125.0);
         let line = line(&work, 400);
         assert!(line.starts_with("cluster work per 1,000 gifts (2 nodes, 2 node(s) left out"), "{line}");
@@ -155,8 +170,10 @@ mod tests {
 
     #[test]
     fn no_answers_means_no_figures() {
-        let work = between(&Reading(vec![None]), &Reading(vec![Some(counters(1, 1, 1))]));
+        let at = Instant::now();
+        let work = between(&Reading { nodes: vec![None], at }, &Reading { nodes: vec![node(1, 1, 1)], at });
         assert!(line(&work, 1_000).starts_with("cluster work: not measured"));
-        assert!(line(&between(&Reading(vec![]), &Reading(vec![])), 0).starts_with("cluster work: not measured"));
+        let none = Reading { nodes: vec![], at };
+        assert!(line(&between(&none, &none), 0).starts_with("cluster work: not measured"));
     }
 }
