@@ -13,6 +13,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::proto::NodeCounters;
+
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
         #[derive(Debug, Default)]
@@ -20,15 +22,12 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: AtomicU64,)*
         }
 
-        /// A reading of every counter at one moment.
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct StatsSnapshot {
-            $($(#[$doc])* pub $name: u64,)*
-        }
-
         impl NodeStats {
-            pub fn snapshot(&self) -> StatsSnapshot {
-                StatsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            /// Every counter as read now, as Admin `Status` reports them (the proto message
+            /// has a field of the same name for each: a counter added here without one, or
+            /// one there without a counter, does not compile).
+            pub fn snapshot(&self) -> NodeCounters {
+                NodeCounters { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
         }
     };

@@ -13,7 +13,7 @@ use crate::proto::{self, admin_server::Admin};
 use crate::raftlog::RaftWal;
 use crate::router::Router;
 use crate::shard::{ReadAnswer, ReadQuery};
-use crate::stats::{NodeStats, StatsSnapshot};
+use crate::stats::NodeStats;
 
 pub struct AdminService {
     router: Arc<Router>,
@@ -105,7 +105,7 @@ impl Admin for AdminService {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             raft_log_segments: u32::try_from(raft_log_segments).unwrap_or(u32::MAX),
             raft_log_bytes,
-            counters: Some(counters_out(self.stats.snapshot())),
+            counters: Some(self.stats.snapshot()),
         }))
     }
 
@@ -128,24 +128,5 @@ impl Admin for AdminService {
             coins_in_flight: a.coins_in_flight,
             pending_effects: a.pending_effects,
         }))
-    }
-}
-
-fn counters_out(s: StatsSnapshot) -> proto::NodeCounters {
-    proto::NodeCounters {
-        entries_proposed: s.entries_proposed,
-        entries_applied: s.entries_applied,
-        commands_applied: s.commands_applied,
-        readies: s.readies,
-        group_commits: s.group_commits,
-        group_commit_us: s.group_commit_us,
-        group_commit_waiters: s.group_commit_waiters,
-        state_flushes: s.state_flushes,
-        state_flush_keys: s.state_flush_keys,
-        raft_messages_sent: s.raft_messages_sent,
-        raft_frames_sent: s.raft_frames_sent,
-        raft_messages_dropped: s.raft_messages_dropped,
-        raft_messages_received: s.raft_messages_received,
-        raft_frames_received: s.raft_frames_received,
     }
 }
