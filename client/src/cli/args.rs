@@ -55,8 +55,10 @@ pub enum Command {
     /// Admin: spending limits and freezing of an account.
     #[command(subcommand)]
     Account(AccountCommand),
-    /// Show the answering node's view: nodes, and per shard the role, leader, term, raft
-    /// commit and applied indexes and pending cross-shard effects.
+    /// Show the answering node's view: nodes, its raft log's size, its work counters since
+    /// it started (raft entries, Readies, group commits, state flushes, peer messages), and
+    /// per shard the role, leader, term, raft commit and applied indexes and pending
+    /// cross-shard effects.
     Status,
     /// Check coin and diamond conservation over every shard; exits 1 if it does not hold.
     Audit,
