@@ -56,11 +56,15 @@ struct NodeMeta {
 /// 1 KiB or more (`shard/request_pages.rs`), and account records and history pages of 256
 /// bytes or more (`shard/store.rs`), lz4-compressed, and reads the plain ones of earlier
 /// formats as they are (upgrading to it changes nothing on disk but the marker; a build of
-/// format 9 refuses the directory afterwards, as it could not read those records).
-const STORAGE_FORMAT: u32 = 10;
+/// format 9 refuses the directory afterwards, as it could not read those records); format 11
+/// seals full history pages under the shard's seal count (`hps/`, `hsn`) instead of under
+/// their account (`hpg/`), and names an account's newest one in its record (ledger
+/// `book::append_history`), and reads the pages and records of format 10 as they are
+/// (upgrading to it, too, changes nothing on disk but the marker).
+const STORAGE_FORMAT: u32 = 11;
 
 /// The earliest format this build upgrades in place: format 7 by [`upgrade_from_7`], formats
-/// 7 and 8 by [`move_raft_log_out_of_engine`], and 7 to 9 by writing the new marker.
+/// 7 and 8 by [`move_raft_log_out_of_engine`], and 7 to 10 by writing the new marker.
 const UPGRADABLE_FORMAT: u32 = 7;
 
 /// The first format with the raft log out of the engine: earlier ones move it on upgrade.

@@ -277,7 +277,7 @@ async fn each_bad_input_has_its_code_and_changes_nothing() {
     w.refused("refund twice", c.refund(proto::RefundRequest { request_id: rid, payment_ref: "bad-icy-pay-1".into() }).await, "ALREADY_REFUNDED").await;
 
     // --- reads
-    for cursor in ["abc", "0", "-1", "1.5"] {
+    for cursor in ["abc", "0", "-1", "1.x", "1.", ".5", "2.3.4", "1.5e3"] {
         let r = c.history(proto::HistoryRequest { account: fan.clone(), limit: 10, cursor: cursor.into() }).await;
         w.refused(&format!("history cursor {cursor:?}"), r, "INVALID_CURSOR").await;
     }

@@ -49,11 +49,18 @@ pub(crate) fn account(store: &dyn Store, id: &str) -> Option<Account> {
     account
 }
 
-/// An account record: the account's postcard encoding, then its open history page (the
-/// entries of its last page while it has fewer than `HISTORY_PAGE_ENTRIES`, each a postcard
-/// encoding, one after the other; nothing when the last page is full). Every change of an
-/// account also appends to its statement, so the two share one key: a gift writes and reads
-/// one key per party instead of two.
+/// An account record: the account's postcard encoding, then its history tail: where its
+/// newest full page is, then its open page. The open page holds the entries of its last page
+/// while it has fewer than `HISTORY_PAGE_ENTRIES`, each a postcard encoding, one after the
+/// other (nothing when the last page is full). Every change of an account also appends to
+/// its statement, so the two share one key: a gift writes and reads one key per party
+/// instead of two.
+///
+/// The tail starts with [`SEAL_MARK`] and the seal number of the account's newest full page
+/// (a postcard varint, see [`append_history`]) once it has one of storage format 11; a record
+/// without it has its full pages (if any) where format 10 put them (`keys::history_page`). No
+/// history entry starts with the mark (its seq, a varint of at least 1, never starts with a
+/// zero byte), so records of format 10 read as they are.
 ///
 /// # Panics
 /// If the record does not decode: the store is corrupt.
@@ -61,16 +68,45 @@ pub(crate) fn split_account_record<'a>(key: &[u8], bytes: &'a [u8]) -> (Account,
     postcard::take_from_bytes(bytes).unwrap_or_else(|e| panic!("corrupt account record at key {:?}: {e}", String::from_utf8_lossy(key)))
 }
 
-/// The account's open history page, as [`split_account_record`] finds it (empty for a new account).
-pub(crate) fn open_history_page(store: &dyn Store, id: &str) -> Vec<u8> {
-    let key = keys::account(id);
-    let mut page = Vec::new();
-    store.read_with(&key, &mut |bytes| {
-        if let Some(bytes) = bytes {
-            page = split_account_record(&key, bytes).1.to_vec();
+/// First byte of a history tail that names the account's newest sealed page.
+const SEAL_MARK: u8 = 0x00;
+
+/// A history tail split into the seal number of the newest full page (0: none of format 11)
+/// and the open page.
+///
+/// # Panics
+/// If the seal number does not decode: the store is corrupt.
+fn split_history_tail<'a>(key: &[u8], tail: &'a [u8]) -> (u64, &'a [u8]) {
+    match tail.split_first() {
+        Some((&SEAL_MARK, rest)) => {
+            let (seal, page) = postcard::take_from_bytes::<u64>(rest)
+                .unwrap_or_else(|e| panic!("corrupt history tail at key {:?}: {e}", String::from_utf8_lossy(key)));
+            assert!(seal > 0, "corrupt history tail at key {:?}: seal 0", String::from_utf8_lossy(key));
+            (seal, page)
         }
+        _ => (0, tail),
+    }
+}
+
+/// What a reader needs of an account's record besides the account: the seal number of its
+/// newest full page of format 11 (0 if it has none) and its open page (entries oldest first).
+pub(crate) struct HistoryTail {
+    pub newest_seal: u64,
+    pub open_page: Vec<u8>,
+}
+
+/// The account with its history tail, as [`split_account_record`] finds them.
+pub(crate) fn account_with_tail(store: &dyn Store, id: &str) -> Option<(Account, HistoryTail)> {
+    let key = keys::account(id);
+    let mut found = None;
+    store.read_with(&key, &mut |bytes| {
+        found = bytes.map(|bytes| {
+            let (account, tail) = split_account_record(&key, bytes);
+            let (newest_seal, page) = split_history_tail(&key, tail);
+            (account, HistoryTail { newest_seal, open_page: page.to_vec() })
+        });
     });
-    page
+    found
 }
 
 /// The account, or ACCOUNT_NOT_FOUND.
@@ -99,9 +135,39 @@ pub(crate) fn save_account<S: Serialize>(store: &mut dyn Store, before: &Account
     store.put(&keys::account(&after.id), record);
 }
 
-/// The record to store for `after`: its encoding, then its open history page with `entry`
-/// appended. The entry that fills a page moves the page to its numbered key
-/// (`keys::history_page`) for good, and the record's open page starts empty again.
+/// What a full history page of format 11 says of itself before its entries: whose page it is,
+/// which of the account's pages (`keys::history_page_of`), and the seal number of the page
+/// before it (0: that page, if any, is of format 10, under `keys::history_page`). The account
+/// lets a reader check a page named by a cursor it was handed; the predecessor lets it walk
+/// the statement back from the newest page, which the account record names.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SealedPageHeader<S = String> {
+    pub account: S,
+    pub page: u64,
+    pub previous: u64,
+}
+
+/// The number the next history page sealed in this shard gets.
+fn next_seal(store: &dyn Store) -> u64 {
+    let mut sealed = 0;
+    store.read_with(keys::HISTORY_SEALS, &mut |bytes| {
+        if let Some(bytes) = bytes {
+            sealed = u64::from_be_bytes(bytes.try_into().unwrap_or_else(|_| panic!("corrupt seal count ({} bytes)", bytes.len())));
+        }
+    });
+    sealed.checked_add(1).expect("seal count overflow")
+}
+
+/// The record to store for `after`: its encoding, then its history tail with `entry` appended
+/// to the open page. The entry that fills a page seals the page: it moves, with a
+/// [`SealedPageHeader`], to the key of the shard's next seal number (`keys::sealed_history_page`)
+/// for good, and the record's tail names it and starts an empty open page.
+///
+/// Full pages are keyed by seal number, not by account and page, so that each lands after
+/// the last one sealed in the shard, in the engine's last leaf of the table. Keyed by account,
+/// a full page landed beside that account's older pages, in leaves no other write keeps in
+/// cache; with many senders the engine read them back from disk to insert into them, and the
+/// node grew slower as its data grew (docs/throughput-log.md, "Slower as the data grows").
 ///
 /// Appending never decodes what the page already holds, and copies the page once: from the
 /// stored record, lent by the store ([`Store::read_with`]), straight into the new record (or
@@ -110,44 +176,61 @@ pub(crate) fn save_account<S: Serialize>(store: &mut dyn Store, before: &Account
 /// copied it four times per change, two changes per gift on each replica.
 ///
 /// The stored record starts with `stored`'s encoding (the account as the command read it), so
-/// the page is what follows it: checking that costs an encoding, where finding the page by
-/// decoding the account again (as [`open_history_page`] does for reads) allocated its strings,
-/// about twice the instructions.
+/// the tail is what follows it: checking that costs an encoding, where finding the tail by
+/// decoding the account again (as [`account_with_tail`] does for reads) allocated its
+/// strings, about twice the instructions.
 ///
 /// # Panics
 /// If the entry starts a page but the open page is not empty: seqs would not be dense. If the
 /// stored record does not start with `stored`: the caller's account is not the stored one.
 fn append_history<S: Serialize>(store: &mut dyn Store, stored: &Account, after: &Account, entry: &HistoryEntry<S>) -> Vec<u8> {
     let account = stored.id.as_str();
+    let key = keys::account(account);
     let stored_account = encode_onto(stored, Vec::new(), 0);
     let entry_bytes = postcard::experimental::serialized_size(entry).expect("ledger records always encode");
-    let fills_page = entry.seq.is_multiple_of(keys::HISTORY_PAGE_ENTRIES);
+    let seal = entry.seq.is_multiple_of(keys::HISTORY_PAGE_ENTRIES).then(|| next_seal(store));
     let mut built = None;
-    store.read_with(&keys::account(account), &mut |record| {
-        let page = match record {
+    store.read_with(&key, &mut |record| {
+        let tail = match record {
             Some(record) => {
                 assert!(record.starts_with(&stored_account), "account {account}: the stored record is not the account its command read");
                 &record[stored_account.len()..]
             }
             None => &[],
         };
+        let (newest_seal, page) = split_history_tail(&key, tail);
         let starts_page = (entry.seq - 1).is_multiple_of(keys::HISTORY_PAGE_ENTRIES);
         assert!(!starts_page || page.is_empty(), "account {account}: history entry {} starts a page, but the open page is not empty", entry.seq);
-        // The new record, or (the entry fills the page) the full page.
-        let mut out = if fills_page { Vec::with_capacity(page.len() + entry_bytes) } else { encode_onto(after, Vec::new(), page.len() + entry_bytes) };
-        out.extend_from_slice(page);
+        // The new record with the whole tail, or (the entry fills the page) the sealed page.
+        let out = match seal {
+            Some(_) => {
+                let header = SealedPageHeader { account, page: keys::history_page_of(entry.seq), previous: newest_seal };
+                let mut out = encode_onto(&header, Vec::new(), page.len() + entry_bytes);
+                out.extend_from_slice(page);
+                out
+            }
+            None => {
+                let mut out = encode_onto(after, Vec::new(), tail.len() + entry_bytes);
+                out.extend_from_slice(tail);
+                out
+            }
+        };
         built = Some(postcard::to_extend(entry, out).expect("ledger records always encode"));
     });
     let built = built.expect("read_with calls back once");
-    if fills_page {
-        store.put(&keys::history_page(account, keys::history_page_of(entry.seq)), built);
-        encode(after)
-    } else {
-        built
+    match seal {
+        Some(seal) => {
+            store.put(&keys::sealed_history_page(seal), built);
+            store.put(keys::HISTORY_SEALS, seal.to_be_bytes().to_vec());
+            let mut record = encode_onto(after, Vec::new(), 1 + postcard::experimental::serialized_size(&seal).expect("a u64 encodes"));
+            record.push(SEAL_MARK);
+            postcard::to_extend(&seal, record).expect("ledger records always encode")
+        }
+        None => built,
     }
 }
 
-/// The entries of a history page, oldest first.
+/// The entries of an open page or a history page of format 10, oldest first.
 ///
 /// # Panics
 /// If the page does not decode: the store is corrupt.
@@ -160,6 +243,24 @@ pub(crate) fn history_page(key: &[u8], mut bytes: &[u8]) -> Vec<HistoryEntry> {
         bytes = rest;
     }
     entries
+}
+
+/// The header of the full page sealed `seal`-th in this shard, and the bytes of its entries;
+/// None if no such page was sealed.
+///
+/// # Panics
+/// If the page does not decode: the store is corrupt.
+pub(crate) fn sealed_page(store: &dyn Store, seal: u64) -> Option<(SealedPageHeader, Vec<u8>)> {
+    let key = keys::sealed_history_page(seal);
+    let mut found = None;
+    store.read_with(&key, &mut |bytes| {
+        found = bytes.map(|bytes| {
+            let (header, entries) = postcard::take_from_bytes::<SealedPageHeader>(bytes)
+                .unwrap_or_else(|e| panic!("corrupt history page at key {:?}: {e}", String::from_utf8_lossy(&key)));
+            (header, entries.to_vec())
+        });
+    });
+    found
 }
 
 /// An inbox page: the results of the effects a target applied from one home shard's raft
@@ -559,7 +660,8 @@ mod tests {
         }
         let stored = account(&store, "fan").unwrap();
         assert_eq!((stored.coins, stored.history_seq), ((1..=40).sum(), 40));
-        let open = history_page(&keys::account("fan"), &open_history_page(&store, "fan"));
+        let (_, tail) = account_with_tail(&store, "fan").unwrap();
+        let open = history_page(&keys::account("fan"), &tail.open_page);
         assert_eq!(open.iter().map(|e| e.seq).collect::<Vec<_>>(), (33..=40).collect::<Vec<_>>(), "two full pages, then the open one");
         assert_eq!(open.last().unwrap().coins_after, stored.coins);
     }

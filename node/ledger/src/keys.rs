@@ -5,7 +5,9 @@
 //! | key                                   | value            | kept      |
 //! |---------------------------------------|------------------|-----------|
 //! | `acct/{account}`                      | Account, then HistoryEntry ×<16 (its open page) | for ever |
-//! | `hpg/{account}/{page:be64}`           | HistoryEntry ×16  | for ever  |
+//! | `hps/{seal:be64}`                     | header, HistoryEntry ×16 (a full page, since format 11) | for ever |
+//! | `hsn`                                 | u64 BE: pages sealed in this shard | for ever |
+//! | `hpg/{account}/{page:be64}`           | HistoryEntry ×16 (a full page of format 10 or earlier) | for ever  |
 //! | `rate/{version:be64}`                 | RateCard         | for ever  |
 //! | `ratecur`                             | RateCard in force | replaced by each new card |
 //! | `pref/{payment_ref}`                  | PaymentRecord    | for ever  |
@@ -33,7 +35,7 @@ const INBOX_FENCE_PREFIX: &[u8] = b"ibf/";
 /// node keeps them in a hash map); every other table is scanned by ranges (history pages,
 /// the outbox, inbox pages, rate versions). Tested against every scan the ledger makes
 /// (`store::tests`).
-pub const POINT_TABLES: [&[u8]; 6] = [ACCOUNT_PREFIX, PAYMENT_PREFIX, PAYOUT_PREFIX, INBOX_FENCE_PREFIX, TOTALS, RATE_CURRENT];
+pub const POINT_TABLES: [&[u8]; 7] = [ACCOUNT_PREFIX, PAYMENT_PREFIX, PAYOUT_PREFIX, INBOX_FENCE_PREFIX, TOTALS, RATE_CURRENT, HISTORY_SEALS];
 
 /// Whether `key` belongs to one of the [`POINT_TABLES`].
 pub fn is_point_key(key: &[u8]) -> bool {
@@ -58,10 +60,23 @@ pub fn account(id: &str) -> Vec<u8> {
 /// exists, so one key per entry made history the largest part of both.
 pub const HISTORY_PAGE_ENTRIES: u64 = 16;
 
-/// Table of the full history pages of every account.
+/// Table of the full history pages that storage formats up to 10 wrote, under their account
+/// and page number. They are read where they are; no build writes them any more.
 pub const HISTORY_PREFIX: &[u8] = b"hpg/";
 
-/// The prefix of the account's full history pages.
+/// Table of the full history pages of every account since storage format 11, in the order
+/// they were sealed (filled) in this shard: see `book::append_history` for why.
+pub const SEALED_HISTORY_PREFIX: &[u8] = b"hps/";
+
+/// How many history pages this shard has sealed: the next one is sealed as number `n + 1`.
+pub const HISTORY_SEALS: &[u8] = b"hsn";
+
+/// The full history page sealed `seal`-th in this shard (seals count from 1).
+pub fn sealed_history_page(seal: u64) -> Vec<u8> {
+    [SEALED_HISTORY_PREFIX, &seal.to_be_bytes()].concat()
+}
+
+/// The prefix of the account's full history pages of format 10 or earlier.
 pub fn history_prefix(account: &str) -> Vec<u8> {
     [HISTORY_PREFIX, account.as_bytes(), b"/"].concat()
 }
@@ -170,6 +185,7 @@ mod tests {
     fn numeric_parts_sort_numerically() {
         assert!(history_page("a", 9) < history_page("a", 10));
         assert!(history_page("a", 255) < history_page("a", 256));
+        assert!(sealed_history_page(255) < sealed_history_page(256));
         assert!(outbox(9, 1) < outbox(10, 0));
         assert!(rate(2) < rate(10));
         assert!(inbox_page(1, 255) < inbox_page(1, 256));
@@ -186,14 +202,14 @@ mod tests {
 
     #[test]
     fn point_tables_are_apart_from_every_ranged_scan() {
-        for key in [account("a"), payment("p"), payout("po-1-2-0"), inbox_fence(3), TOTALS.to_vec(), RATE_CURRENT.to_vec()] {
+        for key in [account("a"), payment("p"), payout("po-1-2-0"), inbox_fence(3), TOTALS.to_vec(), RATE_CURRENT.to_vec(), HISTORY_SEALS.to_vec()] {
             assert!(is_point_key(&key), "{key:?}");
         }
-        for key in [history_page("a", 0), rate(1), request("r"), outbox(1, 0), inbox_page(3, 0)] {
+        for key in [history_page("a", 0), sealed_history_page(1), rate(1), request("r"), outbox(1, 0), inbox_page(3, 0)] {
             assert!(!is_point_key(&key), "{key:?}");
         }
         // The ranges the command path and the statement scan never see a point key ...
-        for prefix in [history_prefix("a"), OUTBOX_PREFIX.to_vec(), inbox_prefix(3), RATE_PREFIX.to_vec()] {
+        for prefix in [history_prefix("a"), SEALED_HISTORY_PREFIX.to_vec(), OUTBOX_PREFIX.to_vec(), inbox_prefix(3), RATE_PREFIX.to_vec()] {
             assert!(!scan_reaches_point_keys(&prefix), "{prefix:?}");
         }
         // ... the audit's whole-table scans do, and so does a scan of everything.

@@ -49,7 +49,7 @@
 //!
 //! ## Keys
 //!
-//! See [`keys`]: `acct/` (with the open history page), `hpg/`, `rate/`, `pref/`, `pout/`, `req/`, `obx/`, `ibf/`, `ibx/`, `totals`.
+//! See [`keys`]: `acct/` (with the open history page), `hps/` and `hsn`, `hpg/` (format 10), `rate/`, `pref/`, `pout/`, `req/`, `obx/`, `ibf/`, `ibx/`, `totals`.
 //!
 //! ## A short tutorial
 //!
@@ -111,5 +111,5 @@ pub use model::{
 };
 pub use money::{check_precision, parse_amount, Money};
 pub use rates::{CashOutRate, CatalogGift, CoinPrice, Promotion, RateCard};
-pub use read::{account, effect_result, history, payout, pending_effects, rate_card};
+pub use read::{account, effect_result, history, payout, pending_effects, rate_card, HistoryCursor};
 pub use store::{MemStore, Store};

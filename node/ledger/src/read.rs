@@ -18,32 +18,161 @@ pub fn account(store: &dyn Store, id: &str) -> Option<Account> {
     book::account(store, id)
 }
 
-/// The account's statement, newest first: entries with `seq < cursor` (all if None), at most
-/// `limit` (clamped to 1..=500). The second value is the cursor of the next (older) page.
-pub fn history(store: &dyn Store, account: &str, limit: u32, cursor: Option<u64>) -> (Vec<HistoryEntry>, Option<u64>) {
+/// Where a history cursor resumes: below entry `seq`, and (a hint) where the page holding
+/// entry `seq - 1` is. Its text form is `{seq}` or `{seq}.{page}`: `page` is the seal number
+/// of that page (`keys::sealed_history_page`), or 0 for a page of format 10 (under
+/// `keys::history_page`). Cursors of builds before format 11 are plain `{seq}`.
+///
+/// The hint saves walking the statement back from the newest page to find where to resume,
+/// a read per 16 entries above the cursor. It is checked (the page must be that account's
+/// page holding `seq - 1`), so a wrong or forged one costs the walk, never a wrong answer or
+/// another account's entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryCursor {
+    pub seq: u64,
+    pub page: Option<u64>,
+}
+
+impl HistoryCursor {
+    /// Parses the text form; None unless it is one History produces (`seq` at least 1, both
+    /// numbers plain decimal digits).
+    pub fn parse(text: &str) -> Option<Self> {
+        let number = |part: &str| (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())).then(|| part.parse::<u64>().ok()).flatten();
+        let (seq, page) = match text.split_once('.') {
+            Some((seq, page)) => (number(seq)?, Some(number(page)?)),
+            None => (number(text)?, None),
+        };
+        (seq > 0).then_some(Self { seq, page })
+    }
+}
+
+impl std::fmt::Display for HistoryCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.page {
+            Some(page) => write!(f, "{}.{page}", self.seq),
+            None => write!(f, "{}", self.seq),
+        }
+    }
+}
+
+/// Where one of an account's full pages is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PageAt {
+    /// `keys::sealed_history_page(seal)` (format 11).
+    Sealed(u64),
+    /// `keys::history_page(account, page)` (format 10 and earlier). Format 11 seals only
+    /// after them, so every older page of the account is there too.
+    ByAccount,
+}
+
+impl PageAt {
+    fn of_seal(seal: u64) -> Self {
+        if seal == 0 { PageAt::ByAccount } else { PageAt::Sealed(seal) }
+    }
+
+    /// The number a cursor carries for it.
+    fn hint(self) -> u64 {
+        match self {
+            PageAt::Sealed(seal) => seal,
+            PageAt::ByAccount => 0,
+        }
+    }
+}
+
+/// Where full page `target` of `account` is, given that its newest full page `newest` is at
+/// `newest_at`: the cursor's hint if it checks out, else found by walking back from the
+/// newest page through each page's predecessor.
+fn locate_page(store: &dyn Store, account: &str, newest: u64, newest_at: PageAt, target: u64, hint: Option<u64>) -> PageAt {
+    if let Some(hinted) = hint.map(PageAt::of_seal) {
+        let checks = match hinted {
+            PageAt::Sealed(seal) => book::sealed_page(store, seal).is_some_and(|(header, _)| header.account == account && header.page == target),
+            PageAt::ByAccount => {
+                let mut exists = false;
+                store.read_with(&keys::history_page(account, target), &mut |bytes| exists = bytes.is_some());
+                exists
+            }
+        };
+        if checks {
+            return hinted;
+        }
+    }
+    let (mut page, mut at) = (newest, newest_at);
+    while page > target {
+        let PageAt::Sealed(seal) = at else { break };
+        at = PageAt::of_seal(sealed_page_of(store, account, seal, page).0.previous);
+        page -= 1;
+    }
+    at
+}
+
+/// The header of `account`'s full page `page`, sealed `seal`-th, and the bytes of its entries.
+///
+/// # Panics
+/// If that page is missing or is not that page of that account: the store is corrupt.
+fn sealed_page_of(store: &dyn Store, account: &str, seal: u64, page: u64) -> (book::SealedPageHeader, Vec<u8>) {
+    let (header, entries) = book::sealed_page(store, seal).unwrap_or_else(|| panic!("account {account}: its history page {page} (seal {seal}) is missing"));
+    assert!(header.account == account && header.page == page, "account {account}: seal {seal} holds page {} of {}, not its page {page}", header.page, header.account);
+    (header, entries)
+}
+
+/// The account's statement, newest first: entries with `seq < cursor.seq` (all if None), at
+/// most `limit` (clamped to 1..=500). The second value is the cursor of the next (older) page.
+///
+/// The newest entries are in the account's record (its open page); the full pages before them
+/// are found from the record and each other (see [`HistoryCursor`] and `book::append_history`).
+pub fn history(store: &dyn Store, account: &str, limit: u32, cursor: Option<HistoryCursor>) -> (Vec<HistoryEntry>, Option<HistoryCursor>) {
     let limit = limit.clamp(1, HISTORY_LIMIT_MAX) as usize;
-    // Pages below the one after the cursor's entry, newest first: enough to fill `limit`
-    // even when the first page holds a single entry below the cursor.
-    let before = match cursor {
-        Some(0 | 1) => return (Vec::new(), None),
-        Some(seq) => Some(keys::history_page(account, keys::history_page_of(seq - 1) + 1)),
-        None => None,
+    let below = match cursor {
+        Some(HistoryCursor { seq: 0 | 1, .. }) => return (Vec::new(), None),
+        Some(cursor) => cursor.seq,
+        None => u64::MAX,
     };
-    // The open page holds the newest entries (if the last page is not full), then come the
-    // full pages.
-    let open = book::history_page(&keys::account(account), &book::open_history_page(store, account));
-    let pages = limit.div_ceil(keys::HISTORY_PAGE_ENTRIES as usize) + 1;
-    let full = store.scan_rev(&keys::history_prefix(account), before.as_deref(), pages);
-    let entries: Vec<HistoryEntry> = open
-        .into_iter()
-        .rev()
-        .chain(full.into_iter().flat_map(|(key, bytes)| book::history_page(&key, &bytes).into_iter().rev()))
-        .filter(|entry| cursor.is_none_or(|seq| entry.seq < seq))
-        .take(limit)
-        .collect();
-    // Seqs are dense from 1, so an older page exists exactly when the oldest seq here is above 1.
+    let Some((stored, tail)) = book::account_with_tail(store, account) else { return (Vec::new(), None) };
+    let page_entries = keys::HISTORY_PAGE_ENTRIES;
+    let mut entries: Vec<HistoryEntry> =
+        book::history_page(&keys::account(account), &tail.open_page).into_iter().rev().filter(|entry| entry.seq < below).take(limit).collect();
+    let full_pages = stored.history_seq / page_entries;
+    // Where each full page read (or about to be) is, to hand on in the next cursor.
+    let mut seen: Vec<(u64, PageAt)> = Vec::new();
+    if full_pages > 0 && entries.len() < limit {
+        let newest_at = PageAt::of_seal(tail.newest_seal);
+        let mut page = keys::history_page_of(below - 1).min(full_pages - 1);
+        let mut at = locate_page(store, account, full_pages - 1, newest_at, page, cursor.and_then(|c| c.page));
+        loop {
+            seen.push((page, at));
+            let PageAt::Sealed(seal) = at else {
+                // Pages of format 10 are all of the rest: read as many as fill the answer in one scan.
+                let pages = (limit - entries.len()).div_ceil(page_entries as usize) + 1;
+                let before = keys::history_page(account, page + 1);
+                let older = store.scan_rev(&keys::history_prefix(account), Some(&before), pages);
+                let older = older.into_iter().flat_map(|(key, bytes)| book::history_page(&key, &bytes).into_iter().rev());
+                entries.extend(older.filter(|entry| entry.seq < below).take(limit - entries.len()));
+                break;
+            };
+            let (header, bytes) = sealed_page_of(store, account, seal, page);
+            let page_entries = book::history_page(&keys::sealed_history_page(seal), &bytes);
+            entries.extend(page_entries.into_iter().rev().filter(|entry| entry.seq < below).take(limit - entries.len()));
+            if entries.len() == limit || page == 0 {
+                if page > 0 {
+                    seen.push((page - 1, PageAt::of_seal(header.previous)));
+                }
+                break;
+            }
+            page -= 1;
+            at = PageAt::of_seal(header.previous);
+        }
+    }
+    // Seqs are dense from 1, so an older entry exists exactly when the oldest seq here is above 1.
     let next = match entries.last() {
-        Some(oldest) if entries.len() == limit && oldest.seq > 1 => Some(oldest.seq),
+        Some(oldest) if entries.len() == limit && oldest.seq > 1 => {
+            let resume = keys::history_page_of(oldest.seq - 1);
+            let page = match seen.iter().find(|(page, _)| *page == resume) {
+                Some((_, at)) => Some(at.hint()),
+                // Below a page of format 10 read by the scan: of format 10 too.
+                None => matches!(seen.last(), Some(&(page, PageAt::ByAccount)) if resume < page).then_some(0),
+            };
+            Some(HistoryCursor { seq: oldest.seq, page })
+        }
         _ => None,
     };
     (entries, next)
@@ -116,59 +245,191 @@ mod tests {
         assert_eq!(history(store, "fan", 0, None).0.len(), 1, "limit is clamped to at least 1");
     }
 
-    /// Entries are stored 16 to a key, the last ones in the open page: every page size and
-    /// cursor must read across those pages exactly as if each entry had a key of its own.
-    /// The entry that fills a page moves the open page to its numbered key: no open page is
-    /// left behind, and the next entry opens a new one.
-    #[test]
-    fn a_full_open_page_moves_to_its_numbered_key() {
-        let mut world = World::new(1);
-        let full = crate::keys::HISTORY_PAGE_ENTRIES;
-        for i in 0..full {
-            world.purchase(&format!("b{i}"), "fan", "0.01", "USD", &format!("pay-{i}")).unwrap();
+    const PAGE: u64 = crate::keys::HISTORY_PAGE_ENTRIES;
+
+    fn buy(world: &mut World, account: &str, times: u64) {
+        let start = world.account_opt(account).map_or(0, |a| a.history_seq);
+        for i in start..start + times {
+            world.purchase(&format!("{account}-b{i}"), account, "0.01", "USD", &format!("{account}-pay-{i}")).unwrap();
         }
+    }
+
+    fn seqs(entries: &[HistoryEntry]) -> Vec<u64> {
+        entries.iter().map(|e| e.seq).collect()
+    }
+
+    /// The whole statement read `limit` entries at a time, following each answer's cursor.
+    fn read_all(store: &dyn Store, account: &str, limit: u32) -> Vec<u64> {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = history(store, account, limit, cursor);
+            assert!(page.len() <= limit as usize);
+            seen.extend(seqs(&page));
+            match next {
+                Some(next) => cursor = Some(HistoryCursor::parse(&next.to_string()).expect("a cursor reads back")),
+                None => return seen,
+            }
+        }
+    }
+
+    /// Every page size and every cursor, with its hint right, wrong, forged or missing, reads
+    /// the statement exactly as if each entry had a key of its own.
+    fn check_statement(store: &dyn Store, account: &str, count: u64) {
+        for limit in [1, 5, 15, 16, 17, 40, 500] {
+            assert_eq!(read_all(store, account, limit), (1..=count).rev().collect::<Vec<_>>(), "limit {limit}");
+        }
+        for seq in [0, 1, 2, 16, 17, 18, 33, 53, 54, count, count + 1, 1_000] {
+            let want: Vec<u64> = (1..seq.min(count + 1)).rev().collect();
+            for page in [None, Some(0), Some(1), Some(2), Some(3), Some(7), Some(u64::MAX)] {
+                let (got, _) = history(store, account, 500, Some(HistoryCursor { seq, page }));
+                assert_eq!(seqs(&got), want, "cursor {seq}.{page:?}");
+            }
+        }
+    }
+
+    /// The entry that fills a page seals it: the page moves to the shard's next seal number
+    /// with a header naming its account, its number and its predecessor; the account's record
+    /// names it and holds an empty open page; the next entry opens a new one.
+    #[test]
+    fn a_full_open_page_is_sealed_under_the_shards_next_seal_number() {
+        let mut world = World::new(1);
+        buy(&mut world, "fan", PAGE);
         let store = &world.shards[0];
-        assert_eq!(book::open_history_page(store, "fan"), Vec::<u8>::new());
-        let pages = store.scan(&crate::keys::history_prefix("fan"), usize::MAX);
-        assert_eq!(pages.len(), 1);
-        assert_eq!(pages[0].0, crate::keys::history_page("fan", 0));
-        assert_eq!(book::history_page(&pages[0].0, &pages[0].1).len(), full as usize);
-        world.purchase("b-next", "fan", "0.01", "USD", "pay-next").unwrap();
+        let (_, tail) = book::account_with_tail(store, "fan").unwrap();
+        assert_eq!((tail.newest_seal, tail.open_page.len()), (1, 0));
+        assert_eq!(store.get(crate::keys::HISTORY_SEALS), Some(1u64.to_be_bytes().to_vec()));
+        let (header, bytes) = book::sealed_page(store, 1).unwrap();
+        assert_eq!(header, book::SealedPageHeader { account: "fan".to_string(), page: 0, previous: 0 });
+        assert_eq!(seqs(&book::history_page(b"hps", &bytes)), (1..=PAGE).collect::<Vec<_>>());
+        assert!(store.scan(crate::keys::HISTORY_PREFIX, usize::MAX).is_empty(), "nothing of format 10");
+        buy(&mut world, "other", PAGE);
+        buy(&mut world, "fan", PAGE + 1);
         let store = &world.shards[0];
-        let open = book::open_history_page(store, "fan");
-        assert_eq!(book::history_page(b"acct/fan", &open)[0].seq, full + 1, "a new open page");
-        assert_eq!(history(store, "fan", 500, None).0.len(), full as usize + 1);
+        assert_eq!(book::sealed_page(store, 2).unwrap().0.account, "other", "seal numbers are the shard's, in seal order");
+        assert_eq!(book::sealed_page(store, 3).unwrap().0, book::SealedPageHeader { account: "fan".to_string(), page: 1, previous: 1 });
+        let (_, tail) = book::account_with_tail(store, "fan").unwrap();
+        assert_eq!(tail.newest_seal, 3);
+        assert_eq!(seqs(&book::history_page(b"acct/fan", &tail.open_page)), vec![2 * PAGE + 1], "a new open page");
+        assert_eq!(history(store, "fan", 500, None).0.len(), 2 * PAGE as usize + 1);
     }
 
     #[test]
     fn history_reads_across_storage_pages() {
         let mut world = World::new(1);
-        let count = 3 * crate::keys::HISTORY_PAGE_ENTRIES + 5;
-        for i in 0..count {
-            world.purchase(&format!("b{i}"), "fan", "0.01", "USD", &format!("pay-{i}")).unwrap();
+        let count = 3 * PAGE + 5;
+        // Two accounts sealing in turn: each one's pages are not adjacent.
+        for _ in 0..count {
+            buy(&mut world, "fan", 1);
+            buy(&mut world, "idol", 1);
         }
         let store = &world.shards[0];
-        assert_eq!(store.scan(&crate::keys::history_prefix("fan"), usize::MAX).len(), 3, "48 entries in 3 full pages");
-        let open = book::open_history_page(store, "fan");
-        assert_eq!(book::history_page(b"acct/fan", &open).iter().map(|e| e.seq).collect::<Vec<_>>(), (49..=53).collect::<Vec<_>>(), "5 entries in the open page");
-        for limit in [1, 5, 15, 16, 17, 40, 500] {
-            let mut seen = Vec::new();
-            let mut cursor = None;
-            loop {
-                let (page, next) = history(store, "fan", limit, cursor);
-                assert!(page.len() <= limit as usize);
-                seen.extend(page.iter().map(|e| e.seq));
-                match next {
-                    Some(seq) => cursor = Some(seq),
-                    None => break,
-                }
-            }
-            assert_eq!(seen, (1..=count).rev().collect::<Vec<_>>(), "limit {limit}");
+        assert_eq!(store.scan(crate::keys::SEALED_HISTORY_PREFIX, usize::MAX).len(), 6, "48 entries each in 3 full pages");
+        let (_, tail) = book::account_with_tail(store, "fan").unwrap();
+        assert_eq!(seqs(&book::history_page(b"acct/fan", &tail.open_page)), (49..=53).collect::<Vec<_>>(), "5 entries in the open page");
+        check_statement(store, "fan", count);
+        check_statement(store, "idol", count);
+    }
+
+    /// Rewrites a shard's statements into the layout storage format 10 left: full pages under
+    /// their account and number, without a header, and account records that name no seal.
+    fn to_format_10(store: &mut crate::MemStore) {
+        for (key, bytes) in store.scan(crate::keys::SEALED_HISTORY_PREFIX, usize::MAX) {
+            let (header, entries) = postcard::take_from_bytes::<book::SealedPageHeader>(&bytes).unwrap();
+            store.map.remove(&key);
+            store.put(&crate::keys::history_page(&header.account, header.page), entries.to_vec());
         }
-        for cursor in [0, 1, 2, 16, 17, 18, 53, 54, 1_000] {
-            let (page, _) = history(store, "fan", 500, Some(cursor));
-            let want: Vec<u64> = (1..cursor.min(count + 1)).rev().collect();
-            assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), want, "cursor {cursor}");
+        store.map.remove(crate::keys::HISTORY_SEALS);
+        for (key, bytes) in store.scan(crate::keys::ACCOUNT_PREFIX, usize::MAX) {
+            let (account, _) = book::split_account_record(&key, &bytes);
+            let (_, tail) = book::account_with_tail(store, &account.id).unwrap();
+            store.put(&key, [book::encode(&account), tail.open_page].concat());
+        }
+    }
+
+    /// A statement that format 10 began and format 11 goes on with: its older pages are read
+    /// where format 10 put them, the newer ones from their seals, across every page size and
+    /// cursor, and format 11's cursors into the old pages say so (`.0`).
+    #[test]
+    fn a_statement_begun_in_format_10_reads_on_in_format_11() {
+        let mut world = World::new(1);
+        buy(&mut world, "fan", 2 * PAGE + 3);
+        buy(&mut world, "new", 3);
+        to_format_10(&mut world.shards[0]);
+        assert_eq!(world.shards[0].scan(&crate::keys::history_prefix("fan"), usize::MAX).len(), 2);
+        check_statement(&world.shards[0], "fan", 2 * PAGE + 3);
+        buy(&mut world, "fan", 2 * PAGE);
+        buy(&mut world, "new", PAGE);
+        let store = &world.shards[0];
+        assert_eq!(book::sealed_page(store, 1).unwrap().0, book::SealedPageHeader { account: "fan".to_string(), page: 2, previous: 0 });
+        assert_eq!(book::sealed_page(store, 3).unwrap().0, book::SealedPageHeader { account: "new".to_string(), page: 0, previous: 0 });
+        check_statement(store, "fan", 4 * PAGE + 3);
+        check_statement(store, "new", PAGE + 3);
+        let (_, next) = history(store, "fan", 2 * PAGE as u32 + 4, None);
+        assert_eq!(next, Some(HistoryCursor { seq: 2 * PAGE, page: Some(0) }), "entry 31 is in page 1, of format 10");
+    }
+
+    /// A store that lists the sealed pages read from it.
+    struct Counting<'a> {
+        store: &'a dyn Store,
+        sealed_reads: std::cell::Cell<usize>,
+    }
+
+    impl Store for Counting<'_> {
+        fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+            self.store.get(key)
+        }
+        fn read_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) {
+            if key.starts_with(crate::keys::SEALED_HISTORY_PREFIX) {
+                self.sealed_reads.set(self.sealed_reads.get() + 1);
+            }
+            self.store.read_with(key, read);
+        }
+        fn put(&mut self, _: &[u8], _: Vec<u8>) {
+            unreachable!("reads only")
+        }
+        fn delete(&mut self, _: &[u8]) {
+            unreachable!("reads only")
+        }
+        fn scan(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+            self.store.scan(prefix, limit)
+        }
+        fn scan_rev(&self, prefix: &[u8], before: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+            self.store.scan_rev(prefix, before, limit)
+        }
+    }
+
+    /// Paging deep into a long statement with the cursors History hands out reads the pages it
+    /// answers from and the one its hint names, not every page above them; a cursor without
+    /// the hint (an earlier build's) walks.
+    #[test]
+    fn a_cursor_resumes_at_its_page_without_walking_the_statement() {
+        let mut world = World::new(1);
+        buy(&mut world, "fan", 40 * PAGE);
+        let counting = Counting { store: &world.shards[0], sealed_reads: Default::default() };
+        let mut cursor = None;
+        for _ in 0..30 {
+            counting.sealed_reads.set(0);
+            let (page, next) = history(&counting, "fan", PAGE as u32, cursor);
+            assert_eq!(page.len(), PAGE as usize);
+            assert!(counting.sealed_reads.get() <= 2, "{} sealed pages read for one page of entries", counting.sealed_reads.get());
+            cursor = next;
+        }
+        let cursor = cursor.unwrap();
+        assert_eq!(cursor.seq, 10 * PAGE + 1);
+        counting.sealed_reads.set(0);
+        let (walked, _) = history(&counting, "fan", PAGE as u32, Some(HistoryCursor { page: None, ..cursor }));
+        assert!(counting.sealed_reads.get() >= 30, "a cursor without its page walks from the newest");
+        assert_eq!(walked, history(&world.shards[0], "fan", PAGE as u32, Some(cursor)).0);
+    }
+
+    #[test]
+    fn cursors_read_back_from_their_text_and_nothing_else_is_one() {
+        for cursor in [HistoryCursor { seq: 42, page: None }, HistoryCursor { seq: 7, page: Some(0) }, HistoryCursor { seq: u64::MAX, page: Some(u64::MAX) }] {
+            assert_eq!(HistoryCursor::parse(&cursor.to_string()), Some(cursor));
+        }
+        for bad in ["", "0", "0.3", "-1", "+1", "1.", ".1", "1.2.3", "1.-2", " 1", "x", "18446744073709551616", "1.18446744073709551616", "1e3"] {
+            assert_eq!(HistoryCursor::parse(bad), None, "{bad:?}");
         }
     }
 }

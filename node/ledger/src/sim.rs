@@ -213,7 +213,7 @@ impl World {
         self.account_opt(id).unwrap_or_else(|| panic!("account {id} not found"))
     }
 
-    pub fn history(&self, id: &str, limit: u32, cursor: Option<u64>) -> (Vec<HistoryEntry>, Option<u64>) {
+    pub fn history(&self, id: &str, limit: u32, cursor: Option<read::HistoryCursor>) -> (Vec<HistoryEntry>, Option<read::HistoryCursor>) {
         read::history(self.store_of(id), id, limit, cursor)
     }
 

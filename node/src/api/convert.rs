@@ -344,14 +344,16 @@ pub fn history_entry_out(e: &HistoryEntry) -> proto::HistoryEntry {
     }
 }
 
-/// History cursors are the decimal `seq` of the oldest entry returned; anything else is refused.
-pub fn cursor_in(cursor: &str) -> Result<Option<u64>> {
+/// History cursors are what History returned as `next_cursor` (`ledger::HistoryCursor`: the
+/// decimal seq of the oldest entry returned, and where the next page is); anything else is
+/// refused.
+pub fn cursor_in(cursor: &str) -> Result<Option<ledger::HistoryCursor>> {
     if cursor.is_empty() {
         return Ok(None);
     }
-    match cursor.parse::<u64>() {
-        Ok(seq) if seq > 0 && cursor.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(seq)),
-        _ => Err(invalid(ErrorCode::InvalidCursor, format!("cursor {cursor:?} was not produced by History"))),
+    match ledger::HistoryCursor::parse(cursor) {
+        Some(cursor) => Ok(Some(cursor)),
+        None => Err(invalid(ErrorCode::InvalidCursor, format!("cursor {cursor:?} was not produced by History"))),
     }
 }
 
@@ -383,8 +385,9 @@ mod tests {
     #[test]
     fn cursors_and_limits_are_validated() {
         assert_eq!(cursor_in("").unwrap(), None);
-        assert_eq!(cursor_in("42").unwrap(), Some(42));
-        for bad in ["0", "-1", "abc", "+4", "99999999999999999999999"] {
+        assert_eq!(cursor_in("42").unwrap(), Some(ledger::HistoryCursor { seq: 42, page: None }));
+        assert_eq!(cursor_in("42.7").unwrap(), Some(ledger::HistoryCursor { seq: 42, page: Some(7) }));
+        for bad in ["0", "-1", "abc", "+4", "99999999999999999999999", "4.", "4.x", "4.5.6"] {
             assert_eq!(cursor_in(bad).unwrap_err().code, ErrorCode::InvalidCursor, "{bad}");
         }
         assert_eq!(history_limit_in(0).unwrap(), 50);

@@ -9,9 +9,11 @@ use crate::storage::{prefix_end, Engine, StorageError, WriteBatch};
 
 /// Format version of [`SnapshotData`], checked when installing. Format 2 carries the records
 /// as storage format 10 stores them (long request pages, accounts and history pages
-/// compressed), which a build of format 1 cannot read, so it refuses them; format 1 snapshots
-/// (every record plain) install here as they are.
-const SNAPSHOT_FORMAT: u32 = 2;
+/// compressed), which a build of format 1 cannot read, so it refuses them; format 3 carries
+/// them as storage format 11 does (full history pages under seal numbers, named by their
+/// account's record), which a build of format 2 cannot read. Snapshots of formats 1 and 2
+/// install here as they are: this build reads both layouts.
+const SNAPSHOT_FORMAT: u32 = 3;
 /// The oldest snapshot format this build installs.
 const OLDEST_SNAPSHOT_FORMAT: u32 = 1;
 /// Ledger pairs read per engine scan while building a snapshot.
@@ -127,9 +129,9 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_of_the_previous_format_install_and_unknown_formats_are_refused() {
+    fn snapshots_of_earlier_formats_install_and_unknown_formats_are_refused() {
         let pairs = vec![(b"acct/a".to_vec(), b"1".to_vec())];
-        for (format, installs) in [(0, false), (1, true), (2, true), (3, false)] {
+        for (format, installs) in [(0, false), (1, true), (2, true), (3, true), (4, false)] {
             let data = SnapshotData { format, applied_index: 5, pairs: pairs.clone() };
             let mut b = WriteBatch::default();
             assert_eq!(install(&encode(&data), 4, 5, &mut b).is_ok(), installs, "snapshot format {format}");

@@ -15,7 +15,7 @@ pub type ReadReply = oneshot::Sender<NodeResult<ReadAnswer>>;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ReadQuery {
     Account(String),
-    History { account: String, limit: u32, cursor: Option<u64> },
+    History { account: String, limit: u32, cursor: Option<ledger::HistoryCursor> },
     Rates,
     Payout(String),
     PendingEffects,
@@ -26,7 +26,7 @@ pub enum ReadQuery {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ReadAnswer {
     Account(Option<Account>),
-    History { entries: Vec<HistoryEntry>, next_cursor: Option<u64> },
+    History { entries: Vec<HistoryEntry>, next_cursor: Option<ledger::HistoryCursor> },
     Rates(RateCard),
     Payout(Option<Payout>),
     PendingEffects(Vec<ledger::Effect>),

@@ -261,13 +261,13 @@ impl StateCache {
 
 /// Records of these tables are held by the engine lz4-compressed from
 /// [`COMPRESS_MIN_BYTES`] on (since storage format 10): account records (with their open
-/// history page, up to 15 entries) and full history pages. With the request pages (which
+/// history page, up to 15 entries) and full history pages (of both layouts). With the request pages (which
 /// `request_pages.rs` compresses itself) they are nearly all the bytes a state flush writes,
 /// and sled's cost follows the bytes of the leaf a key lands in: every insert clones the
 /// in-memory leaf (up to 16 values) to apply itself, and every tenth rewrites it to the log.
 /// The cache holds them plain; a flush compresses them and an engine read decompresses.
 fn compressed_table(key: &[u8]) -> bool {
-    key.starts_with(ledger::keys::ACCOUNT_PREFIX) || key.starts_with(ledger::keys::HISTORY_PREFIX)
+    [ledger::keys::ACCOUNT_PREFIX, ledger::keys::SEALED_HISTORY_PREFIX, ledger::keys::HISTORY_PREFIX].iter().any(|table| key.starts_with(table))
 }
 
 /// Records shorter than this are stored plain: lz4 gains little on them (an account without
@@ -276,8 +276,9 @@ pub const COMPRESS_MIN_BYTES: usize = 256;
 
 /// First byte of a compressed record; lz4 (block format, the plain size in the first 4 bytes,
 /// little-endian) follows. No plain record of these tables starts with it: an account record
-/// starts with the length of the account's id (1 to 64), a history page with the seq of its
-/// first entry (at least 1), both postcard varints.
+/// starts with the length of the account's id (1 to 64), a history page of format 10 with the
+/// seq of its first entry (at least 1), one of format 11 with the length of its account's id
+/// (its header), all postcard varints.
 const LZ4_TAG: u8 = 0x00;
 
 /// How the engine stores `value` at the ledger key `key` when that is not `value` itself:
