@@ -128,10 +128,10 @@ pub fn history(store: &dyn Store, account: &str, limit: u32, cursor: Option<Hist
         None => u64::MAX,
     };
     let Some((stored, tail)) = book::account_with_tail(store, account) else { return (Vec::new(), None) };
-    let page_entries = keys::HISTORY_PAGE_ENTRIES;
+    let per_page = keys::HISTORY_PAGE_ENTRIES;
     let mut entries: Vec<HistoryEntry> =
         book::history_page(&keys::account(account), &tail.open_page).into_iter().rev().filter(|entry| entry.seq < below).take(limit).collect();
-    let full_pages = stored.history_seq / page_entries;
+    let full_pages = stored.history_seq / per_page;
     // Where each full page read (or about to be) is, to hand on in the next cursor.
     let mut seen: Vec<(u64, PageAt)> = Vec::new();
     if full_pages > 0 && entries.len() < limit {
@@ -142,7 +142,7 @@ pub fn history(store: &dyn Store, account: &str, limit: u32, cursor: Option<Hist
             seen.push((page, at));
             let PageAt::Sealed(seal) = at else {
                 // Pages of format 10 are all of the rest: read as many as fill the answer in one scan.
-                let pages = (limit - entries.len()).div_ceil(page_entries as usize) + 1;
+                let pages = (limit - entries.len()).div_ceil(per_page as usize) + 1;
                 let before = keys::history_page(account, page + 1);
                 let older = store.scan_rev(&keys::history_prefix(account), Some(&before), pages);
                 let older = older.into_iter().flat_map(|(key, bytes)| book::history_page(&key, &bytes).into_iter().rev());
