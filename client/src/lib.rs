@@ -29,7 +29,8 @@
 //! batching of concurrent calls, [`ClientConfig::batching`]), `route.rs` (shard-aware
 //! routing: each call starts at its home shard's leader, [`ClientConfig::routing`]),
 //! `workload.rs` (the load generator's workloads and ids, shared by `coinctl bench` and the
-//! node's in-process cost harness).
+//! node's in-process cost harness), `testing.rs` (feature `testing`: a TCP proxy that goes
+//! silent, for keepalive tests of the client and the node).
 
 pub mod proto {
     //! Code generated from ledger.proto and admin.proto (messages, clients, and servers for
@@ -38,6 +39,8 @@ pub mod proto {
 }
 
 mod batch;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod batcher;
 mod client;
 mod config;

@@ -10,17 +10,14 @@ mod common;
 use common::serve;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coinledger_client::proto::batch_command::Command;
 use coinledger_client::proto::batch_result::Result as Answer;
 use coinledger_client::proto::ledger_server::Ledger;
 use coinledger_client::proto::*;
+use coinledger_client::testing::FreezingProxy;
 use coinledger_client::{Client, ClientConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -97,66 +94,6 @@ impl Ledger for Gifts {
     );
 }
 
-/// A TCP proxy to `upstream`; connections opened before the latest `freeze` go silent.
-#[derive(Clone)]
-struct Proxy {
-    addr: SocketAddr,
-    /// Bumped by `freeze`; a connection whose generation is older forwards nothing more.
-    generation: Arc<AtomicU64>,
-    connections: Arc<AtomicUsize>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Proxy {
-            addr: listener.local_addr().unwrap(),
-            generation: Arc::new(AtomicU64::new(0)),
-            connections: Arc::new(AtomicUsize::new(0)),
-        };
-        let me = proxy.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                me.connections.fetch_add(1, Ordering::SeqCst);
-                let server = TcpStream::connect(upstream).await.unwrap();
-                let born = me.generation.load(Ordering::SeqCst);
-                let (client_rx, client_tx) = client.into_split();
-                let (server_rx, server_tx) = server.into_split();
-                tokio::spawn(pipe(client_rx, server_tx, me.generation.clone(), born));
-                tokio::spawn(pipe(server_rx, client_tx, me.generation.clone(), born));
-            }
-        });
-        proxy
-    }
-
-    fn freeze(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// Copies `from` to `to` until either closes; once the proxy froze after this connection was
-/// made, keeps reading and drops what it reads (no reset, no FIN: a silent peer).
-async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    generation: Arc<AtomicU64>,
-    born: u64,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if generation.load(Ordering::SeqCst) != born {
-            continue;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
 fn config(addr: SocketAddr, keepalive_ms: u64, batching: bool) -> ClientConfig {
     let mut config = ClientConfig::from_endpoints(&addr.to_string()).unwrap();
     config.attempt_timeout_ms = 300;
@@ -188,7 +125,7 @@ async fn gift_after_freeze(
     keepalive_ms: u64,
     batching: bool,
 ) -> (Result<GiftReply, coinledger_client::ClientError>, Duration, usize) {
-    let proxy = Proxy::start(serve(Gifts).await).await;
+    let proxy = FreezingProxy::start(serve(Gifts).await).await;
     let client = Client::connect(config(proxy.addr, keepalive_ms, batching)).unwrap();
     client
         .gift(gift("before"))
@@ -197,7 +134,7 @@ async fn gift_after_freeze(
     proxy.freeze();
     let started = Instant::now();
     let outcome = client.gift(gift("after")).await;
-    (outcome, started.elapsed(), proxy.connections.load(Ordering::SeqCst))
+    (outcome, started.elapsed(), proxy.connections())
 }
 
 #[tokio::test]

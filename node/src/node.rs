@@ -456,7 +456,8 @@ mod tests {
     #[tokio::test]
     async fn the_server_closes_a_connection_whose_other_end_went_silent() {
         use crate::proto::peer::{peer_client::PeerClient, RaftFrame};
-        use crate::transport::testing::{serve_counting_peer, FreezingProxy};
+        use crate::transport::testing::serve_counting_peer;
+        use coinledger_client::testing::FreezingProxy;
 
         let (upstream, received) = serve_counting_peer(grpc_server(Duration::from_millis(200), Duration::from_millis(300))).await;
         let proxy = FreezingProxy::start(upstream).await;

@@ -131,7 +131,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::transport::testing::{serve_counting_peer, FreezingProxy};
+    use crate::transport::testing::serve_counting_peer;
+    use coinledger_client::testing::FreezingProxy;
 
     fn heartbeat() -> RaftMessage {
         let mut m = RaftMessage::default();
