@@ -245,6 +245,24 @@ pub(crate) fn history_page(key: &[u8], mut bytes: &[u8]) -> Vec<HistoryEntry> {
     entries
 }
 
+/// The header of the full page sealed `seal`-th in this shard, without copying its entries
+/// out (a walk back through a statement reads only headers); None if no such page was sealed.
+///
+/// # Panics
+/// If the header does not decode: the store is corrupt.
+pub(crate) fn sealed_page_header(store: &dyn Store, seal: u64) -> Option<SealedPageHeader> {
+    let key = keys::sealed_history_page(seal);
+    let mut found = None;
+    store.read_with(&key, &mut |bytes| {
+        found = bytes.map(|bytes| {
+            postcard::take_from_bytes::<SealedPageHeader>(bytes)
+                .unwrap_or_else(|e| panic!("corrupt history page at key {:?}: {e}", String::from_utf8_lossy(&key)))
+                .0
+        });
+    });
+    found
+}
+
 /// The header of the full page sealed `seal`-th in this shard, and the bytes of its entries;
 /// None if no such page was sealed.
 ///

@@ -85,7 +85,7 @@ impl PageAt {
 fn locate_page(store: &dyn Store, account: &str, newest: u64, newest_at: PageAt, target: u64, hint: Option<u64>) -> PageAt {
     if let Some(hinted) = hint.map(PageAt::of_seal) {
         let checks = match hinted {
-            PageAt::Sealed(seal) => book::sealed_page(store, seal).is_some_and(|(header, _)| header.account == account && header.page == target),
+            PageAt::Sealed(seal) => book::sealed_page_header(store, seal).is_some_and(|header| header.account == account && header.page == target),
             PageAt::ByAccount => {
                 let mut exists = false;
                 store.read_with(&keys::history_page(account, target), &mut |bytes| exists = bytes.is_some());
@@ -99,7 +99,9 @@ fn locate_page(store: &dyn Store, account: &str, newest: u64, newest_at: PageAt,
     let (mut page, mut at) = (newest, newest_at);
     while page > target {
         let PageAt::Sealed(seal) = at else { break };
-        at = PageAt::of_seal(sealed_page_of(store, account, seal, page).0.previous);
+        let header = book::sealed_page_header(store, seal).unwrap_or_else(|| panic!("account {account}: its history page {page} (seal {seal}) is missing"));
+        check_header(&header, account, seal, page);
+        at = PageAt::of_seal(header.previous);
         page -= 1;
     }
     at
@@ -111,8 +113,15 @@ fn locate_page(store: &dyn Store, account: &str, newest: u64, newest_at: PageAt,
 /// If that page is missing or is not that page of that account: the store is corrupt.
 fn sealed_page_of(store: &dyn Store, account: &str, seal: u64, page: u64) -> (book::SealedPageHeader, Vec<u8>) {
     let (header, entries) = book::sealed_page(store, seal).unwrap_or_else(|| panic!("account {account}: its history page {page} (seal {seal}) is missing"));
-    assert!(header.account == account && header.page == page, "account {account}: seal {seal} holds page {} of {}, not its page {page}", header.page, header.account);
+    check_header(&header, account, seal, page);
     (header, entries)
+}
+
+/// # Panics
+/// If the page sealed `seal`-th is not `account`'s page `page`, as the chain of pages says it
+/// is: the store is corrupt.
+fn check_header(header: &book::SealedPageHeader, account: &str, seal: u64, page: u64) {
+    assert!(header.account == account && header.page == page, "account {account}: seal {seal} holds page {} of {}, not its page {page}", header.page, header.account);
 }
 
 /// The account's statement, newest first: entries with `seq < cursor.seq` (all if None), at
@@ -421,6 +430,23 @@ mod tests {
         let (walked, _) = history(&counting, "fan", PAGE as u32, Some(HistoryCursor { page: None, ..cursor }));
         assert!(counting.sealed_reads.get() >= 30, "a cursor without its page walks from the newest");
         assert_eq!(walked, history(&world.shards[0], "fan", PAGE as u32, Some(cursor)).0);
+    }
+
+    /// A page that names a predecessor which is not the account's page before it: the store
+    /// is corrupt, and reading the statement stops the shard rather than answer another
+    /// account's entries.
+    #[test]
+    #[should_panic(expected = "holds page 0 of idol, not its page 1")]
+    fn a_broken_chain_of_pages_stops_the_shard() {
+        let mut world = World::new(1);
+        buy(&mut world, "fan", 3 * PAGE);
+        buy(&mut world, "idol", PAGE);
+        let store = &mut world.shards[0];
+        let (mut header, entries) = book::sealed_page(store, 3).unwrap();
+        assert_eq!((header.account.as_str(), header.page, header.previous), ("fan", 2, 2));
+        header.previous = 4;
+        store.put(&crate::keys::sealed_history_page(3), [book::encode(&header), entries].concat());
+        history(store, "fan", 500, None);
     }
 
     #[test]
