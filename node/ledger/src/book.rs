@@ -245,37 +245,33 @@ pub(crate) fn history_page(key: &[u8], mut bytes: &[u8]) -> Vec<HistoryEntry> {
     entries
 }
 
-/// The header of the full page sealed `seal`-th in this shard, without copying its entries
-/// out (a walk back through a statement reads only headers); None if no such page was sealed.
+/// The header of the full page sealed `seal`-th in this shard, without decoding or copying
+/// its entries (a walk back through a statement reads only headers); None if no such page was
+/// sealed.
+pub(crate) fn sealed_page_header(store: &dyn Store, seal: u64) -> Option<SealedPageHeader> {
+    read_sealed_page(store, seal, |_, header, _| header)
+}
+
+/// The header of the full page sealed `seal`-th in this shard, and its entries, oldest
+/// first; None if no such page was sealed.
+pub(crate) fn sealed_page(store: &dyn Store, seal: u64) -> Option<(SealedPageHeader, Vec<HistoryEntry>)> {
+    read_sealed_page(store, seal, |key, header, entries| (header, history_page(key, entries)))
+}
+
+/// Calls `read` with the key, the header and the entries' bytes of the page sealed `seal`-th,
+/// lent by the store.
 ///
 /// # Panics
 /// If the header does not decode: the store is corrupt.
-pub(crate) fn sealed_page_header(store: &dyn Store, seal: u64) -> Option<SealedPageHeader> {
+fn read_sealed_page<T>(store: &dyn Store, seal: u64, read: impl FnOnce(&[u8], SealedPageHeader, &[u8]) -> T) -> Option<T> {
     let key = keys::sealed_history_page(seal);
-    let mut found = None;
-    store.read_with(&key, &mut |bytes| {
-        found = bytes.map(|bytes| {
-            postcard::take_from_bytes::<SealedPageHeader>(bytes)
-                .unwrap_or_else(|e| panic!("corrupt history page at key {:?}: {e}", String::from_utf8_lossy(&key)))
-                .0
-        });
-    });
-    found
-}
-
-/// The header of the full page sealed `seal`-th in this shard, and the bytes of its entries;
-/// None if no such page was sealed.
-///
-/// # Panics
-/// If the page does not decode: the store is corrupt.
-pub(crate) fn sealed_page(store: &dyn Store, seal: u64) -> Option<(SealedPageHeader, Vec<u8>)> {
-    let key = keys::sealed_history_page(seal);
+    let mut read = Some(read);
     let mut found = None;
     store.read_with(&key, &mut |bytes| {
         found = bytes.map(|bytes| {
             let (header, entries) = postcard::take_from_bytes::<SealedPageHeader>(bytes)
                 .unwrap_or_else(|e| panic!("corrupt history page at key {:?}: {e}", String::from_utf8_lossy(&key)));
-            (header, entries.to_vec())
+            (read.take().expect("read_with calls back once"))(&key, header, entries)
         });
     });
     found

@@ -99,29 +99,23 @@ fn locate_page(store: &dyn Store, account: &str, newest: u64, newest_at: PageAt,
     let (mut page, mut at) = (newest, newest_at);
     while page > target {
         let PageAt::Sealed(seal) = at else { break };
-        let header = book::sealed_page_header(store, seal).unwrap_or_else(|| panic!("account {account}: its history page {page} (seal {seal}) is missing"));
-        check_header(&header, account, seal, page);
+        let header = chained(book::sealed_page_header(store, seal), |header| header, account, seal, page);
         at = PageAt::of_seal(header.previous);
         page -= 1;
     }
     at
 }
 
-/// The header of `account`'s full page `page`, sealed `seal`-th, and the bytes of its entries.
+/// `found`, the page sealed `seal`-th as read (its header, and its entries if asked for),
+/// checked to be `account`'s page `page`, as the chain of pages says it is.
 ///
 /// # Panics
-/// If that page is missing or is not that page of that account: the store is corrupt.
-fn sealed_page_of(store: &dyn Store, account: &str, seal: u64, page: u64) -> (book::SealedPageHeader, Vec<u8>) {
-    let (header, entries) = book::sealed_page(store, seal).unwrap_or_else(|| panic!("account {account}: its history page {page} (seal {seal}) is missing"));
-    check_header(&header, account, seal, page);
-    (header, entries)
-}
-
-/// # Panics
-/// If the page sealed `seal`-th is not `account`'s page `page`, as the chain of pages says it
-/// is: the store is corrupt.
-fn check_header(header: &book::SealedPageHeader, account: &str, seal: u64, page: u64) {
+/// If that page is missing or is another page: the store is corrupt.
+fn chained<T>(found: Option<T>, header: impl Fn(&T) -> &book::SealedPageHeader, account: &str, seal: u64, page: u64) -> T {
+    let found = found.unwrap_or_else(|| panic!("account {account}: its history page {page} (seal {seal}) is missing"));
+    let header = header(&found);
     assert!(header.account == account && header.page == page, "account {account}: seal {seal} holds page {} of {}, not its page {page}", header.page, header.account);
+    found
 }
 
 /// The account's statement, newest first: entries with `seq < cursor.seq` (all if None), at
@@ -158,8 +152,7 @@ pub fn history(store: &dyn Store, account: &str, limit: u32, cursor: Option<Hist
                 entries.extend(older.filter(|entry| entry.seq < below).take(limit - entries.len()));
                 break;
             };
-            let (header, bytes) = sealed_page_of(store, account, seal, page);
-            let page_entries = book::history_page(&keys::sealed_history_page(seal), &bytes);
+            let (header, page_entries) = chained(book::sealed_page(store, seal), |(header, _)| header, account, seal, page);
             entries.extend(page_entries.into_iter().rev().filter(|entry| entry.seq < below).take(limit - entries.len()));
             if entries.len() == limit || page == 0 {
                 if page > 0 {
@@ -308,9 +301,11 @@ mod tests {
         let (_, tail) = book::account_with_tail(store, "fan").unwrap();
         assert_eq!((tail.newest_seal, tail.open_page.len()), (1, 0));
         assert_eq!(store.get(crate::keys::HISTORY_SEALS), Some(1u64.to_be_bytes().to_vec()));
-        let (header, bytes) = book::sealed_page(store, 1).unwrap();
+        let (header, entries) = book::sealed_page(store, 1).unwrap();
         assert_eq!(header, book::SealedPageHeader { account: "fan".to_string(), page: 0, previous: 0 });
-        assert_eq!(seqs(&book::history_page(b"hps", &bytes)), (1..=PAGE).collect::<Vec<_>>());
+        assert_eq!(book::sealed_page_header(store, 1), Some(header));
+        assert_eq!(seqs(&entries), (1..=PAGE).collect::<Vec<_>>());
+        assert_eq!(book::sealed_page_header(store, 2), None);
         assert!(store.scan(crate::keys::HISTORY_PREFIX, usize::MAX).is_empty(), "nothing of format 10");
         buy(&mut world, "other", PAGE);
         buy(&mut world, "fan", PAGE + 1);
@@ -442,10 +437,12 @@ mod tests {
         buy(&mut world, "fan", 3 * PAGE);
         buy(&mut world, "idol", PAGE);
         let store = &mut world.shards[0];
-        let (mut header, entries) = book::sealed_page(store, 3).unwrap();
+        let key = crate::keys::sealed_history_page(3);
+        let page = store.get(&key).unwrap();
+        let (mut header, entries) = postcard::take_from_bytes::<book::SealedPageHeader>(&page).unwrap();
         assert_eq!((header.account.as_str(), header.page, header.previous), ("fan", 2, 2));
         header.previous = 4;
-        store.put(&crate::keys::sealed_history_page(3), [book::encode(&header), entries].concat());
+        store.put(&key, [book::encode(&header).as_slice(), entries].concat());
         history(store, "fan", 500, None);
     }
 
